@@ -1,0 +1,365 @@
+// Package herd builds application server herds: a handful of servers, each
+// accepting TCP connections from mobile clients, that keep every client's
+// latest reported location in sync by flooding updates to their neighbours,
+// and that answer "what is near this client?" by asking a Places provider.
+//
+// A Go service builds a [Node] from a [Config] with [New] and runs it with
+// [Node.Start] or [Node.Run]. Clients speak the line protocol of PROTOCOL.md
+// (IAMAT, WHATSAT, AT and the "? " reply); peers speak it too, on the same
+// port, after a handshake that names both sides and, with [Config.Secret],
+// authenticates them with HMAC-SHA256.
+//
+// Everything a node touches outside its own memory goes through three small
+// interfaces: [Transport] (listen and dial byte streams), [Clock] (the only
+// source of time) and [PlacesClient] (the provider behind WHATSAT). The same
+// flooding, ordering and WHATSAT code therefore runs over real TCP in
+// production and over a simulated network, clock and provider in tests (see
+// package herdtest).
+//
+// # Determinism rules
+//
+// The simulation depends on these, and every change to this package keeps
+// them:
+//
+//  1. Package herd never calls time.Now, time.Sleep, time.After,
+//     context.WithTimeout or connection deadlines: all time goes through
+//     [Clock], and timeouts are [Clock.AfterFunc] plus cancel or Close.
+//  2. No global random source: nonces and jitter come from [Config.Entropy].
+//  3. No decision depends on map iteration order: peers and clients are
+//     sorted before anything is sent.
+package herd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// Transport opens the byte streams a node uses. One listener serves both
+// clients and peers.
+//
+// The node calls Listen once from [Node.Start] and Dial from its redial
+// goroutines, possibly concurrently; both may block until ctx is done.
+// A nil Transport in [Config] means plain TCP (package transport's TCP).
+type Transport interface {
+	// Listen announces on addr (host:port; port 0 picks a free port).
+	Listen(ctx context.Context, addr string) (net.Listener, error)
+	// Dial connects to addr. It must return once ctx is done.
+	Dial(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Clock is the node's only source of time. It is called from any goroutine
+// and must be safe for concurrent use. A nil Clock in [Config] means the
+// system clock.
+type Clock interface {
+	// Now returns the current time. Its Unix seconds and nanoseconds are
+	// the server receive time of an IAMAT.
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine once d has elapsed, unless the
+	// returned Timer is stopped first.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending [Clock.AfterFunc] call. *time.Timer satisfies it.
+type Timer interface {
+	// Stop prevents the call if it has not started; it reports whether it
+	// did so.
+	Stop() bool
+}
+
+// NearbyQuery is one Places lookup: what WHATSAT asks the provider.
+type NearbyQuery struct {
+	// Lat and Lon are the client's stored location in decimal degrees.
+	Lat, Lon float64
+	// RadiusMeters is the WHATSAT radius in metres (kilometres x 1000,
+	// computed exactly from the decimal text).
+	RadiusMeters float64
+	// MaxResults is the WHATSAT bound, 1 to 20. Providers that can limit
+	// their answer use it; the reply is cut to it either way.
+	MaxResults int
+}
+
+// PlacesClient answers Nearby Search queries with the provider's raw JSON.
+//
+// The node calls Nearby from a client connection's goroutine, possibly from
+// many connections at once, and waits for it; ctx is cancelled when the
+// node's provider timeout ([Config.PlacesTimeout]) passes or the node
+// closes, and Nearby must return promptly then. An error means the provider
+// could not be used at all (transport failure, timeout, non-2xx status, a
+// body that is not JSON); provider statuses such as ZERO_RESULTS or
+// OVER_QUERY_LIMIT come back as a document, not an error.
+type PlacesClient interface {
+	Nearby(ctx context.Context, q NearbyQuery) ([]byte, error)
+}
+
+// PlacesFunc adapts an ordinary function to [PlacesClient].
+type PlacesFunc func(ctx context.Context, q NearbyQuery) ([]byte, error)
+
+// Nearby calls f(ctx, q).
+func (f PlacesFunc) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+	return f(ctx, q)
+}
+
+// Peer is one neighbour of a node.
+type Peer struct {
+	// Name is the neighbour's server name, as in its own Config.Name.
+	Name string
+	// Addr is where the neighbour listens (host:port). Of two neighbours,
+	// the one whose name sorts first dials the other; the other only
+	// accepts, so Addr must be set for neighbours whose name sorts after
+	// this node's.
+	Addr string
+}
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultMaxLineBytes  = 64 << 10
+	DefaultPeerQueue     = 8192
+	DefaultPlacesTimeout = 10 * time.Second
+	DefaultRedialMin     = 50 * time.Millisecond
+	DefaultRedialMax     = 5 * time.Second
+	DefaultHandshake     = 10 * time.Second
+)
+
+// Config describes one node. The zero value of every optional field means
+// the default documented on it. [New] validates and copies the Config; later
+// changes to the caller's value have no effect.
+type Config struct {
+	// Name is this server's name: the second field of every AT line it
+	// writes and what its peers call it. Required; no white space.
+	Name string
+	// Addr is the listen address (host:port). Required; port 0 picks a free
+	// port, which [Node.Addr] reports after Start.
+	Addr string
+	// Peers are this node's neighbours. Names must be distinct, non-empty,
+	// free of white space and different from Name.
+	Peers []Peer
+	// Secret, when set, authenticates every peer link with HMAC-SHA256
+	// over fresh nonces from both sides and both names. Without it peers
+	// are identified by name only.
+	Secret []byte
+
+	// Transport opens listeners and connections; nil means plain TCP.
+	Transport Transport
+	// Clock is the source of all time; nil means the system clock.
+	Clock Clock
+	// Places answers WHATSAT; nil means every WHATSAT with a positive
+	// bound gets the UNKNOWN_ERROR document ("no Places provider
+	// configured").
+	Places PlacesClient
+	// Logger receives a record for every input and output line and every
+	// peer link event; nil discards them.
+	Logger *slog.Logger
+	// Entropy is the source of handshake nonces and redial jitter; nil
+	// means crypto/rand. Simulations pass a seeded stream.
+	Entropy io.Reader
+
+	// MaxLineBytes bounds one input line (default 64 KiB). A longer line
+	// is answered with "? " and its first bytes, and the connection closes.
+	MaxLineBytes int
+	// PeerQueue bounds the records queued for one neighbour (default
+	// 8192). A neighbour that falls further behind is disconnected and
+	// resynchronised when its link comes back.
+	PeerQueue int
+	// PlacesTimeout bounds one provider call (default 10s).
+	PlacesTimeout time.Duration
+	// RedialMin and RedialMax bound the jittered exponential backoff
+	// between attempts to dial a neighbour (defaults 50ms and 5s).
+	RedialMin, RedialMax time.Duration
+	// HandshakeTimeout bounds the peer handshake and the wait for a new
+	// connection's first line to tell client from peer (default 10s).
+	HandshakeTimeout time.Duration
+	// CloseAfterReply closes every client connection after its first
+	// reply, for test clients that read until EOF.
+	CloseAfterReply bool
+}
+
+// Errors returned by the API. Configuration errors wrap ErrInvalidConfig;
+// use errors.Is.
+var (
+	// ErrInvalidConfig is wrapped by every error [New] returns.
+	ErrInvalidConfig = errors.New("herd: invalid config")
+	// ErrClosed is returned by Start and Run on a node that was closed.
+	ErrClosed = errors.New("herd: node closed")
+	// ErrStarted is returned by Start and Run on a node already started.
+	ErrStarted = errors.New("herd: node already started")
+)
+
+// validate checks every field and reports all problems at once, each
+// naming its field.
+func (c *Config) validate() error {
+	var errs *multierror.Error
+	bad := func(field, format string, args ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+	}
+	checkName := func(field, name string) bool {
+		switch {
+		case name == "":
+			bad(field, "must not be empty")
+		case strings.ContainsFunc(name, func(r rune) bool { return isSpace(r) }):
+			bad(field, "%q must not contain white space", name)
+		default:
+			return true
+		}
+		return false
+	}
+	checkName("Name", c.Name)
+	if c.Addr == "" {
+		bad("Addr", "must not be empty")
+	} else if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("Addr", "%q: %v", c.Addr, err)
+	}
+	seen := make(map[string]bool, len(c.Peers))
+	for i, p := range c.Peers {
+		field := fmt.Sprintf("Peers[%d].Name", i)
+		if !checkName(field, p.Name) {
+			continue
+		}
+		if p.Name == c.Name {
+			bad(field, "%q is this node's own name", p.Name)
+		}
+		if seen[p.Name] {
+			bad(field, "%q is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		if p.Name > c.Name {
+			if p.Addr == "" {
+				bad(fmt.Sprintf("Peers[%d].Addr", i), "must be set: %s dials %s", c.Name, p.Name)
+			} else if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+				bad(fmt.Sprintf("Peers[%d].Addr", i), "%q: %v", p.Addr, err)
+			}
+		}
+	}
+	if c.MaxLineBytes < 0 {
+		bad("MaxLineBytes", "must not be negative, got %d", c.MaxLineBytes)
+	} else if c.MaxLineBytes > 0 && c.MaxLineBytes < 64 {
+		bad("MaxLineBytes", "must be at least 64, got %d", c.MaxLineBytes)
+	}
+	if c.PeerQueue < 0 {
+		bad("PeerQueue", "must not be negative, got %d", c.PeerQueue)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout}} {
+		if d.v < 0 {
+			bad(d.field, "must not be negative, got %v", d.v)
+		}
+	}
+	if c.RedialMin > 0 && c.RedialMax > 0 && c.RedialMax < c.RedialMin {
+		bad("RedialMax", "%v is below RedialMin %v", c.RedialMax, c.RedialMin)
+	}
+	return errs.ErrorOrNil()
+}
+
+// withDefaults returns a copy of c with every zero optional field set to its
+// default. Slices are copied so the caller's later changes have no effect.
+func (c Config) withDefaults() Config {
+	c.Peers = slices.Clone(c.Peers)
+	c.Secret = slices.Clone(c.Secret)
+	slices.SortFunc(c.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if c.PeerQueue == 0 {
+		c.PeerQueue = DefaultPeerQueue
+	}
+	if c.PlacesTimeout == 0 {
+		c.PlacesTimeout = DefaultPlacesTimeout
+	}
+	if c.RedialMin == 0 {
+		c.RedialMin = DefaultRedialMin
+	}
+	if c.RedialMax == 0 {
+		c.RedialMax = max(DefaultRedialMax, c.RedialMin)
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshake
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Topology is a herd layout: server names and the links between them.
+type Topology struct {
+	// Servers are the names, in the order presets and demos assign ports.
+	Servers []string
+	// Links are unordered pairs of server names.
+	Links [][2]string
+}
+
+// Neighbours returns the names linked with server, sorted.
+func (t Topology) Neighbours(server string) []string {
+	var out []string
+	for _, l := range t.Links {
+		switch server {
+		case l[0]:
+			out = append(out, l[1])
+		case l[1]:
+			out = append(out, l[0])
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Presets are the herds of PROTOCOL.md section 6, keyed by year ("2016",
+// "2017", "2018", "2020" to "2023"). Servers are listed in the order the
+// demo assigns ports. Callers must not modify them.
+var Presets = map[string]Topology{
+	"2016": herd2016,
+	"2017": herd2016,
+	"2018": {
+		Servers: []string{"Goloman", "Hands", "Holiday", "Welsh", "Wilkes"},
+		Links: [][2]string{
+			{"Goloman", "Hands"}, {"Goloman", "Holiday"}, {"Goloman", "Wilkes"},
+			{"Hands", "Wilkes"}, {"Holiday", "Welsh"}, {"Holiday", "Wilkes"},
+		},
+	},
+	"2020": {
+		Servers: []string{"Hill", "Jaquez", "Smith", "Singleton", "Campbell"},
+		Links: [][2]string{
+			{"Hill", "Jaquez"}, {"Hill", "Smith"}, {"Jaquez", "Singleton"},
+			{"Smith", "Campbell"}, {"Smith", "Singleton"}, {"Campbell", "Singleton"},
+		},
+	},
+	"2021": {
+		Servers: []string{"Riley", "Jaquez", "Juzang", "Campbell", "Bernard"},
+		Links: [][2]string{
+			{"Riley", "Jaquez"}, {"Riley", "Juzang"}, {"Jaquez", "Bernard"},
+			{"Juzang", "Bernard"}, {"Juzang", "Campbell"}, {"Campbell", "Bernard"},
+		},
+	},
+	"2022": {
+		Servers: []string{"Bernard", "Clark", "Jaquez", "Johnson", "Juzang"},
+		Links: [][2]string{
+			{"Clark", "Jaquez"}, {"Clark", "Juzang"}, {"Bernard", "Juzang"},
+			{"Bernard", "Jaquez"}, {"Bernard", "Johnson"}, {"Juzang", "Johnson"},
+		},
+	},
+	"2023": {
+		Servers: []string{"Bailey", "Bona", "Campbell", "Clark", "Jaquez"},
+		Links: [][2]string{
+			{"Clark", "Jaquez"}, {"Clark", "Bona"}, {"Campbell", "Bailey"},
+			{"Campbell", "Bona"}, {"Campbell", "Jaquez"}, {"Bona", "Bailey"},
+		},
+	},
+}
+
+var herd2016 = Topology{
+	Servers: []string{"Alford", "Ball", "Hamilton", "Holiday", "Welsh"},
+	Links: [][2]string{
+		{"Alford", "Hamilton"}, {"Alford", "Welsh"}, {"Ball", "Holiday"},
+		{"Ball", "Welsh"}, {"Hamilton", "Holiday"},
+	},
+}

@@ -1,0 +1,189 @@
+package herd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+)
+
+// session is one accepted connection while it serves a client.
+type session struct {
+	n   *Node
+	c   net.Conn
+	id  string
+	lr  *lineReader
+	out []byte // replies not yet written
+}
+
+// serveConn serves one accepted connection until it closes. A first line
+// that starts with "HERD" turns it into a peer link; anything else makes it
+// a client connection.
+func (n *Node) serveConn(c net.Conn, id string) {
+	s := &session{n: n, c: c, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
+	remote := addrString(c.RemoteAddr())
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection opened", slog.String("conn", id), slog.String("remote", remote))
+	reason := s.serve()
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection closed", slog.String("conn", id), slog.String("remote", remote), slog.String("why", reason))
+}
+
+// serve runs the client loop and returns why it ended.
+func (s *session) serve() string {
+	n := s.n
+	first := true
+	for {
+		line, ok := s.lr.next()
+		if !ok {
+			// No complete line is buffered: write what is pending before
+			// a read that may block, so replies never wait on input.
+			if err := s.flush(); err != nil {
+				return "write: " + err.Error()
+			}
+			s.lr.release()
+			err := s.lr.fill()
+			switch {
+			case err == nil:
+				continue
+			case errors.Is(err, errLineTooLong):
+				prefix := s.lr.prefix()
+				logLine(n, s.id, "in", prefix)
+				s.reply(appendInvalid(s.out, prefix))
+				s.flush()
+				n.log.LogAttrs(n.ctx, slog.LevelWarn, "line too long", slog.String("conn", s.id), slog.Int("limit", n.cfg.MaxLineBytes))
+				return "line longer than the limit"
+			case err == io.EOF:
+				return "client closed"
+			default:
+				return "read: " + err.Error()
+			}
+		}
+		if first {
+			first = false
+			if isPeerHello(line) {
+				return n.acceptPeer(s, line)
+			}
+		}
+		logLine(n, s.id, "in", line)
+		s.handle(line)
+		if n.cfg.CloseAfterReply {
+			s.flush()
+			return "closed after reply"
+		}
+	}
+}
+
+// reply records out (the session's buffer with one more reply appended)
+// and logs the new reply.
+func (s *session) reply(out []byte) {
+	logLine(s.n, s.id, "out", out[len(s.out):])
+	s.out = out
+}
+
+// flush writes every pending reply in one write. Replies are appended
+// whole, so no reader ever sees half of one.
+func (s *session) flush() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	_, err := s.c.Write(s.out)
+	if cap(s.out) > 4096 {
+		s.out = nil // don't keep a large buffer on an idle connection
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
+}
+
+// handle answers one client line.
+func (s *session) handle(raw []byte) {
+	var f fieldList
+	nf := splitFields(raw, &f)
+	verb := ""
+	if nf > 0 {
+		verb = cmdName(f[0])
+	}
+	switch verb {
+	case "IAMAT":
+		if m, ok := parseIAMAT(&f, nf); ok {
+			s.iamat(&m)
+			return
+		}
+	case "WHATSAT":
+		if m, ok := parseWHATSAT(&f, nf); ok && s.whatsat(&m) {
+			return
+		}
+	}
+	s.reply(appendInvalid(s.out, raw))
+}
+
+// cmdName returns the verb if it is one the client protocol knows, without
+// allocating.
+func cmdName(b []byte) string {
+	switch string(b) {
+	case "IAMAT":
+		return "IAMAT"
+	case "WHATSAT":
+		return "WHATSAT"
+	}
+	return ""
+}
+
+// iamat stores the report if it is newer than the client's record and
+// answers with the record the server holds afterwards.
+func (s *session) iamat(m *iamat) {
+	n := s.n
+	start := len(s.out)
+	out := appendAT(s.out, n.cfg.Name, n.clock.Now(), m)
+	rec := newRecord(string(out[start:]), n.cfg.Name, m)
+	if stored, changed := n.offer(rec, ""); !changed {
+		out = append(out[:start], stored.Line...)
+	}
+	s.reply(append(out, '\n'))
+}
+
+// whatsat answers a WHATSAT for a known client and reports false for an
+// unknown one.
+func (s *session) whatsat(m *whatsat) bool {
+	n := s.n
+	n.mu.Lock()
+	rec, ok := n.table.get(m.client)
+	n.mu.Unlock()
+	if !ok {
+		return false
+	}
+	var body []byte
+	if m.bound == 0 {
+		body = emptyJSON
+	} else {
+		// The provider may take a while: send earlier replies first.
+		if err := s.flush(); err != nil {
+			return true // the write error ends the session at the next flush
+		}
+		lat, lon, _ := parseLocation(rec.Location)
+		body = nearby(n.ctx, n.clock, n.cfg.Places, n.cfg.PlacesTimeout, NearbyQuery{
+			Lat: lat, Lon: lon, RadiusMeters: m.radiusMeters, MaxResults: m.bound,
+		})
+	}
+	out := append(s.out, rec.Line...)
+	out = append(out, '\n')
+	out = append(out, body...)
+	s.reply(append(out, "\n\n"...))
+	return true
+}
+
+// logLine logs one input or output line of connection id. It is cheap
+// when the logger drops Info records.
+func logLine[T ~string | ~[]byte](n *Node, id, dir string, line T) {
+	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	n.log.LogAttrs(context.Background(), slog.LevelInfo, dir, slog.String("conn", id), slog.String("line", string(line)))
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

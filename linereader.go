@@ -1,0 +1,105 @@
+package herd
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// errLineTooLong is returned by lineReader.fill when a line reaches the
+// limit without a newline.
+var errLineTooLong = errors.New("line too long")
+
+// lineReader splits a byte stream into lines without ever holding more
+// than max bytes of one line. Its buffer starts small and grows only as a
+// long line needs it, so idle connections stay cheap.
+//
+// Use: call next until it reports false, then fill, and repeat. next does
+// no I/O, so the caller knows exactly when a read may block (and flushes
+// its pending replies first).
+type lineReader struct {
+	r          io.Reader
+	buf        []byte
+	start, end int
+	max        int
+	scanned    int // buf[start:scanned] holds no newline
+	eof        bool
+}
+
+const initialLineBuffer = 512
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{r: r, max: max}
+}
+
+// next returns the next complete line, without its newline, if one is
+// buffered. After EOF it returns the unterminated remainder once. The
+// slice is valid until the next call to fill.
+func (lr *lineReader) next() ([]byte, bool) {
+	if lr.start == lr.end {
+		return nil, false
+	}
+	if i := bytes.IndexByte(lr.buf[lr.scanned:lr.end], '\n'); i >= 0 {
+		nl := lr.scanned + i
+		line := lr.buf[lr.start:nl]
+		lr.start = nl + 1
+		lr.scanned = lr.start
+		return line, true
+	}
+	lr.scanned = lr.end
+	if lr.eof {
+		line := lr.buf[lr.start:lr.end]
+		lr.start, lr.scanned = lr.end, lr.end
+		return line, true
+	}
+	return nil, false
+}
+
+// fill reads more input. It returns io.EOF at the end of the stream,
+// errLineTooLong when the partial line has reached max bytes (prefix then
+// returns them), or the read error.
+func (lr *lineReader) fill() error {
+	if lr.eof {
+		return io.EOF
+	}
+	if lr.end-lr.start >= lr.max {
+		return errLineTooLong
+	}
+	if lr.start > 0 {
+		// Nothing before start is needed any more.
+		n := copy(lr.buf, lr.buf[lr.start:lr.end])
+		lr.scanned -= lr.start
+		lr.start, lr.end = 0, n
+	}
+	if lr.end == len(lr.buf) {
+		size := max(initialLineBuffer, 2*len(lr.buf))
+		size = min(size, lr.max)
+		nb := make([]byte, size)
+		copy(nb, lr.buf[:lr.end])
+		lr.buf = nb
+	}
+	n, err := lr.r.Read(lr.buf[lr.end:])
+	lr.end += n
+	if err == io.EOF {
+		lr.eof = true
+		if n > 0 || lr.end > lr.start {
+			return nil
+		}
+		return io.EOF
+	}
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// prefix returns the buffered bytes of the unterminated line.
+func (lr *lineReader) prefix() []byte { return lr.buf[lr.start:lr.end] }
+
+// release drops the buffer of an idle reader (nothing buffered), so an
+// idle connection holds no buffer memory.
+func (lr *lineReader) release() {
+	if lr.start == lr.end {
+		lr.buf, lr.start, lr.end, lr.scanned = nil, 0, 0, 0
+	}
+}

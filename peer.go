@@ -1,0 +1,379 @@
+package herd
+
+// peer.go: links between servers. A link is one connection on the normal
+// port; the neighbour whose name sorts first dials. The handshake:
+//
+//	dialer:   HERD 1 <dialer> <acceptor> <nonceD>
+//	acceptor: HERD-OK <acceptor> <nonceA> <mac("accept")>
+//	dialer:   HERD-AUTH <mac("dial")>
+//	acceptor: HERD-WELCOME
+//
+// where mac(role) is hex HMAC-SHA256 under Config.Secret of the role, both
+// names and both nonces. Fresh nonces on both sides mean a recorded
+// handshake cannot be replayed, and the role in the MAC means one side's
+// answer cannot be reflected back as the other's. A refusal is "? " and the
+// offending line, then close. After the handshake each side sends its whole
+// table, then every record that changes its table, as AT lines.
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	helloVerb   = "HERD"
+	protoVer    = "1"
+	nonceBytes  = 16
+	writeBuffer = 64 << 10
+)
+
+// isPeerHello reports whether a connection's first line asks for a peer
+// link.
+func isPeerHello(line []byte) bool {
+	var f fieldList
+	n := splitFields(line, &f)
+	return n > 0 && string(f[0]) == helloVerb
+}
+
+// handshakeMAC is the hex HMAC-SHA256 of one side's handshake answer.
+func handshakeMAC(secret []byte, role, dialer, acceptor, nonceD, nonceA string) string {
+	h := hmac.New(sha256.New, secret)
+	fmt.Fprintf(h, "herd/%s %s\n%s\n%s\n%s\n%s", protoVer, role, dialer, acceptor, nonceD, nonceA)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (n *Node) nonce() string {
+	var b [nonceBytes]byte
+	n.randBytes(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// neighbour reports whether name is one of this node's peers.
+func (n *Node) neighbour(name string) bool {
+	_, ok := slices.BinarySearchFunc(n.cfg.Peers, name, func(p Peer, name string) int { return strings.Compare(p.Name, name) })
+	return ok
+}
+
+// handshakeTimer closes the session's connection if the handshake takes
+// longer than HandshakeTimeout; the returned function disarms it.
+func (n *Node) handshakeTimer(s *session) func() bool {
+	t := n.clock.AfterFunc(n.cfg.HandshakeTimeout, func() { s.c.Close() })
+	return t.Stop
+}
+
+// readLine reads the next line of a handshake.
+func (s *session) readLine() ([]byte, error) {
+	for {
+		if line, ok := s.lr.next(); ok {
+			return line, nil
+		}
+		if err := s.lr.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// send writes one line (a newline is added) and logs it.
+func (s *session) send(line string) error {
+	logLine(s.n, s.id, "out", line)
+	_, err := io.WriteString(s.c, line+"\n")
+	return err
+}
+
+// refuse answers a handshake line with "? " and logs why the link was
+// refused; it returns the reason for the connection log.
+func (s *session) refuse(peer string, line []byte, why string) string {
+	s.n.log.LogAttrs(s.n.ctx, slog.LevelWarn, "peer refused", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
+	s.reply(appendInvalid(s.out, line))
+	s.flush()
+	return "peer refused: " + why
+}
+
+// acceptPeer runs the acceptor's side of the handshake on a connection
+// whose first line was hello, then serves the link until it drops.
+func (n *Node) acceptPeer(s *session, hello []byte) string {
+	logLine(n, s.id, "in", hello)
+	stop := n.handshakeTimer(s)
+	defer stop()
+	var f fieldList
+	nf := splitFields(hello, &f)
+	if nf != 5 || string(f[1]) != protoVer {
+		return s.refuse("", hello, "malformed hello")
+	}
+	dialer, acceptor, nonceD := string(f[2]), string(f[3]), string(f[4])
+	switch {
+	case acceptor != n.cfg.Name:
+		return s.refuse(dialer, hello, fmt.Sprintf("hello is for %q, this is %q", acceptor, n.cfg.Name))
+	case !n.neighbour(dialer):
+		return s.refuse(dialer, hello, "not a neighbour")
+	case len(nonceD) != 2*nonceBytes:
+		return s.refuse(dialer, hello, "malformed nonce")
+	}
+	nonceA := n.nonce()
+	if err := s.send(fmt.Sprintf("HERD-OK %s %s %s", n.cfg.Name, nonceA, handshakeMAC(n.cfg.Secret, "accept", dialer, acceptor, nonceD, nonceA))); err != nil {
+		return "handshake: " + err.Error()
+	}
+	line, err := s.readLine()
+	if err != nil {
+		n.log.LogAttrs(n.ctx, slog.LevelWarn, "peer handshake failed", slog.String("conn", s.id), slog.String("peer", dialer), slog.String("err", err.Error()))
+		return "handshake: " + err.Error()
+	}
+	logLine(n, s.id, "in", line)
+	nf = splitFields(line, &f)
+	want := handshakeMAC(n.cfg.Secret, "dial", dialer, acceptor, nonceD, nonceA)
+	if nf != 2 || string(f[0]) != "HERD-AUTH" || !hmac.Equal(f[1], []byte(want)) {
+		return s.refuse(dialer, line, "authentication failed (wrong secret?)")
+	}
+	if err := s.send("HERD-WELCOME"); err != nil {
+		return "handshake: " + err.Error()
+	}
+	stop()
+	return n.runLink(s, dialer)
+}
+
+// errRefused marks a handshake the other side refused.
+var errRefused = errors.New("refused")
+
+// dialPeer runs the dialer's side of the handshake, then serves the link
+// until it drops. It reports whether the link came up.
+func (n *Node) dialPeer(s *session, p Peer) (bool, error) {
+	stop := n.handshakeTimer(s)
+	defer stop()
+	nonceD := n.nonce()
+	if err := s.send(fmt.Sprintf("%s %s %s %s %s", helloVerb, protoVer, n.cfg.Name, p.Name, nonceD)); err != nil {
+		return false, err
+	}
+	line, err := s.readLine()
+	if err != nil {
+		return false, err
+	}
+	logLine(n, s.id, "in", line)
+	var f fieldList
+	nf := splitFields(line, &f)
+	if nf == 0 || string(f[0]) != "HERD-OK" {
+		return false, fmt.Errorf("%w: %q", errRefused, line)
+	}
+	if nf != 4 || string(f[1]) != p.Name {
+		return false, fmt.Errorf("%w: answer %q is not from %s", errRefused, line, p.Name)
+	}
+	nonceA := string(f[2])
+	want := handshakeMAC(n.cfg.Secret, "accept", n.cfg.Name, p.Name, nonceD, nonceA)
+	if !hmac.Equal(f[3], []byte(want)) {
+		return false, fmt.Errorf("%w: %s failed authentication (wrong secret?)", errRefused, p.Name)
+	}
+	if err := s.send("HERD-AUTH " + handshakeMAC(n.cfg.Secret, "dial", n.cfg.Name, p.Name, nonceD, nonceA)); err != nil {
+		return false, err
+	}
+	line, err = s.readLine()
+	if err != nil {
+		return false, err
+	}
+	logLine(n, s.id, "in", line)
+	if string(line) != "HERD-WELCOME" {
+		return false, fmt.Errorf("%w: %q", errRefused, line)
+	}
+	stop()
+	n.runLink(s, p.Name)
+	return true, nil
+}
+
+// dialLoop keeps a link to p up until the node closes, redialing with
+// capped, jittered exponential backoff.
+func (n *Node) dialLoop(p Peer) {
+	backoff := n.cfg.RedialMin
+	for n.ctx.Err() == nil {
+		if n.dialOnce(p) {
+			backoff = n.cfg.RedialMin
+		}
+		// Jitter in [backoff/2, backoff] keeps a restarted herd from
+		// redialing in lockstep.
+		half := backoff / 2
+		if !n.sleep(half + time.Duration(n.random()%uint64(half+1))) {
+			return
+		}
+		backoff = min(2*backoff, n.cfg.RedialMax)
+	}
+}
+
+// dialOnce dials p once and serves the link while it is up. It reports
+// whether the link came up.
+func (n *Node) dialOnce(p Peer) bool {
+	c, err := n.transport.Dial(n.ctx, p.Addr)
+	if err != nil {
+		if n.ctx.Err() == nil {
+			n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer dial failed", slog.String("peer", p.Name), slog.String("addr", p.Addr), slog.String("err", err.Error()))
+		}
+		return false
+	}
+	if !n.track(c) {
+		return false
+	}
+	defer n.untrack(c)
+	id := "p" + strconv.FormatUint(n.connSeq.Add(1), 10)
+	s := &session{n: n, c: c, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
+	up, err := n.dialPeer(s, p)
+	if err != nil && n.ctx.Err() == nil {
+		level := slog.LevelInfo
+		if errors.Is(err, errRefused) {
+			level = slog.LevelWarn
+		}
+		n.log.LogAttrs(n.ctx, level, "peer refused", slog.String("conn", id), slog.String("peer", p.Name), slog.String("why", err.Error()))
+	}
+	return up
+}
+
+// link is an authenticated connection to a neighbour.
+type link struct {
+	peer   string
+	s      *session
+	q      chan string   // records to send, bounded by Config.PeerQueue
+	done   chan struct{} // closed when the link is going down
+	failed atomic.Bool
+	once   sync.Once
+}
+
+// enqueue queues a record line for the neighbour without blocking. A
+// neighbour that has fallen PeerQueue records behind is disconnected; the
+// next link-up resynchronises it. Called with n.mu held.
+func (l *link) enqueue(line string) {
+	select {
+	case l.q <- line:
+	default:
+		if l.failed.CompareAndSwap(false, true) {
+			l.s.n.log.LogAttrs(l.s.n.ctx, slog.LevelWarn, "peer link dropped", slog.String("conn", l.s.id), slog.String("peer", l.peer), slog.String("why", "cannot keep up (queue full)"))
+			l.stop()
+		}
+	}
+}
+
+// stop begins taking the link down; safe to call more than once.
+func (l *link) stop() {
+	l.once.Do(func() {
+		close(l.done)
+		l.s.c.Close()
+	})
+}
+
+// runLink serves an authenticated link: it registers it, pushes the whole
+// table (anti-entropy), then floods records both ways until the link
+// drops.
+func (n *Node) runLink(s *session, peer string) string {
+	l := &link{peer: peer, s: s, q: make(chan string, n.cfg.PeerQueue), done: make(chan struct{})}
+	n.mu.Lock()
+	i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
+	if found {
+		// A newer link replaces a stale one (the neighbour restarted
+		// before we noticed).
+		n.links[i].stop()
+		n.links[i] = l
+	} else {
+		n.links = slices.Insert(n.links, i, l)
+	}
+	snapshot := n.table.snapshot()
+	n.notifyLocked()
+	n.mu.Unlock()
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link up", slog.String("conn", s.id), slog.String("peer", peer), slog.Int("records", len(snapshot)))
+
+	writerDone := make(chan struct{})
+	n.goFunc(func() {
+		defer close(writerDone)
+		n.linkWriter(l, snapshot)
+	})
+	why := n.linkReader(l)
+	l.stop()
+	<-writerDone
+
+	n.mu.Lock()
+	if i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) }); found && n.links[i] == l {
+		n.links = slices.Delete(n.links, i, i+1)
+		n.notifyLocked()
+	}
+	n.mu.Unlock()
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link dropped", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
+	return "peer link dropped: " + why
+}
+
+// linkReader offers every record the neighbour sends until the link fails.
+func (n *Node) linkReader(l *link) string {
+	s := l.s
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if err == io.EOF {
+				return "closed by peer"
+			}
+			if errors.Is(err, errLineTooLong) {
+				return "line longer than the limit"
+			}
+			return "read: " + err.Error()
+		}
+		logLine(n, s.id, "in", line)
+		rec, ok := parseAT(line)
+		if !ok {
+			n.log.LogAttrs(n.ctx, slog.LevelWarn, "bad record from peer", slog.String("conn", s.id), slog.String("peer", l.peer), slog.String("line", string(line)))
+			continue
+		}
+		n.offer(rec, l.peer)
+	}
+}
+
+// linkWriter sends the snapshot, then queued records, batching whatever is
+// queued into one write.
+func (n *Node) linkWriter(l *link, snapshot []Record) {
+	var buf []byte
+	write := func() bool {
+		if len(buf) == 0 {
+			return true
+		}
+		_, err := l.s.c.Write(buf)
+		buf = buf[:0]
+		if err != nil {
+			l.stop()
+			return false
+		}
+		return true
+	}
+	for _, r := range snapshot {
+		logLine(n, l.s.id, "out", r.Line)
+		buf = append(append(buf, r.Line...), '\n')
+		if len(buf) >= writeBuffer && !write() {
+			return
+		}
+	}
+	if !write() {
+		return
+	}
+	for {
+		select {
+		case <-l.done:
+			return
+		case line := <-l.q:
+			logLine(n, l.s.id, "out", line)
+			buf = append(append(buf, line...), '\n')
+		drain:
+			for len(buf) < writeBuffer {
+				select {
+				case line := <-l.q:
+					logLine(n, l.s.id, "out", line)
+					buf = append(append(buf, line...), '\n')
+				default:
+					break drain
+				}
+			}
+			if !write() {
+				return
+			}
+		}
+	}
+}

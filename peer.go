@@ -24,9 +24,9 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"strconv"
 	"sync/atomic"
 	"time"
 )

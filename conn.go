@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"time"
 )
 
 // session is one accepted connection while it serves a client.
@@ -51,6 +52,7 @@ func (s *session) serve() string {
 				s.reply(appendInvalid(s.out, prefix))
 				s.flush()
 				n.log.LogAttrs(n.ctx, slog.LevelWarn, "line too long", slog.String("conn", s.id), slog.Int("limit", n.cfg.MaxLineBytes))
+				s.linger()
 				return "line longer than the limit"
 			case err == io.EOF:
 				return "client closed"
@@ -67,7 +69,9 @@ func (s *session) serve() string {
 		logLine(n, s.id, "in", line)
 		s.handle(line)
 		if n.cfg.CloseAfterReply {
-			s.flush()
+			if s.flush() == nil {
+				s.linger()
+			}
 			return "closed after reply"
 		}
 	}
@@ -93,6 +97,27 @@ func (s *session) flush() error {
 		s.out = s.out[:0]
 	}
 	return err
+}
+
+// lingerTimeout and lingerBytes bound how long and how much a closing
+// connection drains (see linger).
+const (
+	lingerTimeout = 2 * time.Second
+	lingerBytes   = 1 << 20
+)
+
+// linger half-closes the connection and discards what the client still
+// sends, for a bounded time and amount, before the caller closes it.
+// Closing a socket with unread input makes TCP send a reset, which can
+// destroy the reply the client has not read yet.
+func (s *session) linger() {
+	cw, ok := s.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	t := s.n.clock.AfterFunc(lingerTimeout, func() { s.c.Close() })
+	defer t.Stop()
+	io.CopyN(io.Discard, s.c, lingerBytes)
 }
 
 // handle answers one client line.

@@ -107,6 +107,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = true
 	n.ln = ln
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "listening", slog.String("addr", ln.Addr().String()))
+	n.mu.Lock()
+	n.notifyLocked()
+	n.mu.Unlock()
 	n.goFunc(n.acceptLoop)
 	for _, p := range n.cfg.Peers {
 		if p.Name > n.cfg.Name {
@@ -194,7 +197,7 @@ func (n *Node) Links() []string {
 }
 
 // Changed returns a channel that is closed at the next change to the
-// table or to the set of up links. Waiters read the state, and if it is
+// table or to the set of up links, or when the node starts listening. Waiters read the state, and if it is
 // not what they want, wait on a fresh Changed channel:
 //
 //	for {

@@ -3,15 +3,15 @@ package herd
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/proxyherd/herd/internal/realtime"
@@ -47,10 +47,8 @@ type Node struct {
 	conns   map[net.Conn]struct{}
 	fatal   chan error // the accept loop's error, if it fails
 
-	randMu  sync.Mutex
-	entropy io.Reader
-
-	connSeq atomic.Uint64
+	// seed keys every random stream the node uses (see stream).
+	seed [32]byte
 }
 
 // New validates cfg and returns a node that has not started. It does no
@@ -70,7 +68,6 @@ func New(cfg Config) (*Node, error) {
 		changed:   make(chan struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		fatal:     make(chan error, 1),
-		entropy:   cfg.Entropy,
 	}
 	if n.clock == nil {
 		n.clock = systemClock{}
@@ -78,8 +75,12 @@ func New(cfg Config) (*Node, error) {
 	if n.transport == nil {
 		n.transport = &transport.TCP{}
 	}
-	if n.entropy == nil {
-		n.entropy = rand.Reader
+	entropy := cfg.Entropy
+	if entropy == nil {
+		entropy = rand.Reader
+	}
+	if _, err := io.ReadFull(entropy, n.seed[:]); err != nil {
+		return nil, fmt.Errorf("%w: Entropy: %v", ErrInvalidConfig, err)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
@@ -253,6 +254,7 @@ func (n *Node) untrack(c net.Conn) {
 }
 
 func (n *Node) acceptLoop() {
+	var seq uint64
 	for {
 		c, err := n.ln.Accept()
 		if err != nil {
@@ -270,7 +272,8 @@ func (n *Node) acceptLoop() {
 		if !n.track(c) {
 			return
 		}
-		id := "c" + strconv.FormatUint(n.connSeq.Add(1), 10)
+		seq++
+		id := "c" + strconv.FormatUint(seq, 10)
 		n.goFunc(func() {
 			defer n.untrack(c)
 			n.serveConn(c, id)
@@ -317,19 +320,17 @@ func (n *Node) sleep(d time.Duration) bool {
 	}
 }
 
-// random returns a uniformly random uint64 from the node's entropy source.
-func (n *Node) random() uint64 {
-	var b [8]byte
-	n.randBytes(b[:])
-	return binary.LittleEndian.Uint64(b[:])
-}
-
-func (n *Node) randBytes(b []byte) {
-	n.randMu.Lock()
-	defer n.randMu.Unlock()
-	if _, err := io.ReadFull(n.entropy, b); err != nil {
-		// crypto/rand never fails; a broken Config.Entropy is a
-		// programming error that must not silently weaken nonces.
-		panic(fmt.Sprintf("herd: entropy source failed: %v", err))
-	}
+// stream returns a random stream for one purpose, keyed by the node's seed
+// and label. Each goroutine that needs randomness has its own stream with a
+// label that does not depend on scheduling, so a seeded simulation makes
+// the same choices whatever order goroutines run in. ChaCha8 is a
+// cryptographic generator: with a seed from crypto/rand, nonces drawn from
+// it are unpredictable.
+func (n *Node) stream(label string) *mrand.ChaCha8 {
+	h := sha256.New()
+	h.Write(n.seed[:])
+	h.Write([]byte(label))
+	var key [32]byte
+	h.Sum(key[:0])
+	return mrand.NewChaCha8(key)
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,9 +54,10 @@ func handshakeMAC(secret []byte, role, dialer, acceptor, nonceD, nonceA string) 
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (n *Node) nonce() string {
+// nonce draws a fresh handshake nonce from rng.
+func nonce(rng *mrand.ChaCha8) string {
 	var b [nonceBytes]byte
-	n.randBytes(b[:])
+	rng.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
@@ -120,7 +122,7 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	case len(nonceD) != 2*nonceBytes:
 		return s.refuse(dialer, hello, "malformed nonce")
 	}
-	nonceA := n.nonce()
+	nonceA := nonce(n.stream("accept/" + s.id))
 	if err := s.send(fmt.Sprintf("HERD-OK %s %s %s", n.cfg.Name, nonceA, handshakeMAC(n.cfg.Secret, "accept", dialer, acceptor, nonceD, nonceA))); err != nil {
 		return "handshake: " + err.Error()
 	}
@@ -147,10 +149,10 @@ var errRefused = errors.New("refused")
 
 // dialPeer runs the dialer's side of the handshake, then serves the link
 // until it drops. It reports whether the link came up.
-func (n *Node) dialPeer(s *session, p Peer) (bool, error) {
+func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 	stop := n.handshakeTimer(s)
 	defer stop()
-	nonceD := n.nonce()
+	nonceD := nonce(rng)
 	if err := s.send(fmt.Sprintf("%s %s %s %s %s", helloVerb, protoVer, n.cfg.Name, p.Name, nonceD)); err != nil {
 		return false, err
 	}
@@ -192,14 +194,15 @@ func (n *Node) dialPeer(s *session, p Peer) (bool, error) {
 // capped, jittered exponential backoff.
 func (n *Node) dialLoop(p Peer) {
 	backoff := n.cfg.RedialMin
-	for n.ctx.Err() == nil {
-		if n.dialOnce(p) {
+	rng := n.stream("dial/" + p.Name)
+	for attempt := uint64(1); n.ctx.Err() == nil; attempt++ {
+		if n.dialOnce(p, rng, attempt) {
 			backoff = n.cfg.RedialMin
 		}
 		// Jitter in [backoff/2, backoff] keeps a restarted herd from
 		// redialing in lockstep.
 		half := backoff / 2
-		if !n.sleep(half + time.Duration(n.random()%uint64(half+1))) {
+		if !n.sleep(half + time.Duration(rng.Uint64()%uint64(half+1))) {
 			return
 		}
 		backoff = min(2*backoff, n.cfg.RedialMax)
@@ -208,7 +211,7 @@ func (n *Node) dialLoop(p Peer) {
 
 // dialOnce dials p once and serves the link while it is up. It reports
 // whether the link came up.
-func (n *Node) dialOnce(p Peer) bool {
+func (n *Node) dialOnce(p Peer, rng *mrand.ChaCha8, attempt uint64) bool {
 	c, err := n.transport.Dial(n.ctx, p.Addr)
 	if err != nil {
 		if n.ctx.Err() == nil {
@@ -220,9 +223,9 @@ func (n *Node) dialOnce(p Peer) bool {
 		return false
 	}
 	defer n.untrack(c)
-	id := "p" + strconv.FormatUint(n.connSeq.Add(1), 10)
+	id := p.Name + "#" + strconv.FormatUint(attempt, 10)
 	s := &session{n: n, c: c, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
-	up, err := n.dialPeer(s, p)
+	up, err := n.dialPeer(s, p, rng)
 	if err != nil && n.ctx.Err() == nil {
 		level := slog.LevelInfo
 		if errors.Is(err, errRefused) {

@@ -419,12 +419,17 @@ func parseAT(line []byte) (Record, bool) {
 	if !ok {
 		return Record{}, false
 	}
-	s := string(line)
-	// Fields are single-space separated, so offsets follow from lengths.
+	// Fields are single-byte separated, so offsets follow from lengths;
+	// each separator must be a space, not another white-space byte.
 	p1 := 3
-	p3 := p1 + len(f[1]) + 1 + len(f[2]) + 1
+	p2 := p1 + len(f[1]) + 1
+	p3 := p2 + len(f[2]) + 1
 	p4 := p3 + len(f[3]) + 1
 	p5 := p4 + len(f[4]) + 1
+	if line[p1-1] != ' ' || line[p2-1] != ' ' || line[p3-1] != ' ' || line[p4-1] != ' ' || line[p5-1] != ' ' {
+		return Record{}, false
+	}
+	s := string(line)
 	return Record{
 		Line:     s,
 		Server:   s[p1 : p1+len(f[1])],

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,7 +26,7 @@ func TestTableOfferOrderIndependent(t *testing.T) {
 			}
 			m.sec, m.nsec, _ = parseClientTime(m.time)
 			server := []string{"Goloman", "Hands", "Welsh"}[rng.IntN(3)]
-			recv := kiwiClock().Now().Add(-rng.N(1e9))
+			recv := kiwiClock().Now().Add(-time.Duration(rng.Int64N(1e9)))
 			line := string(appendAT(nil, server, recv, &m))
 			offers = append(offers, newRecord(line, server, &m))
 		}

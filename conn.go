@@ -13,6 +13,7 @@ import (
 type session struct {
 	n   *Node
 	c   net.Conn
+	st  *connState
 	id  string
 	lr  *lineReader
 	out []byte // replies not yet written
@@ -21,8 +22,9 @@ type session struct {
 // serveConn serves one accepted connection until it closes. A first line
 // that starts with "HERD" turns it into a peer link; anything else makes it
 // a client connection.
-func (n *Node) serveConn(c net.Conn, id string) {
-	s := &session{n: n, c: c, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
+func (n *Node) serveConn(c net.Conn, st *connState) {
+	id := st.id
+	s := &session{n: n, c: c, st: st, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
 	remote := addrString(c.RemoteAddr())
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection opened", slog.String("conn", id), slog.String("remote", remote))
 	reason := s.serve()
@@ -45,6 +47,7 @@ func (s *session) serve() string {
 			err := s.lr.fill()
 			switch {
 			case err == nil:
+				s.st.active.Store(true)
 				continue
 			case errors.Is(err, errLineTooLong):
 				prefix := s.lr.prefix()
@@ -68,6 +71,11 @@ func (s *session) serve() string {
 		}
 		logLine(n, s.id, "in", line)
 		s.handle(line)
+		if len(s.out) >= n.cfg.ReplyBuffer {
+			if err := s.flush(); err != nil {
+				return "write: " + err.Error()
+			}
+		}
 		if n.cfg.CloseAfterReply {
 			if s.flush() == nil {
 				s.linger()
@@ -90,7 +98,9 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	s.st.beginWrite(s.n)
 	_, err := s.c.Write(s.out)
+	s.st.endWrite()
 	if cap(s.out) > 4096 {
 		s.out = nil // don't keep a large buffer on an idle connection
 	} else {
@@ -130,15 +140,17 @@ func (s *session) handle(raw []byte) {
 	}
 	switch verb {
 	case "IAMAT":
-		if m, ok := parseIAMAT(&f, nf); ok {
-			s.iamat(&m)
+		if m, ok := parseIAMAT(&f, nf); ok && s.iamat(&m) {
+			s.n.stats.iamat.Add(1)
 			return
 		}
 	case "WHATSAT":
 		if m, ok := parseWHATSAT(&f, nf); ok && s.whatsat(&m) {
+			s.n.stats.whatsat.Add(1)
 			return
 		}
 	}
+	s.n.stats.invalid.Add(1)
 	s.reply(appendInvalid(s.out, raw))
 }
 
@@ -155,16 +167,24 @@ func cmdName(b []byte) string {
 }
 
 // iamat stores the report if it is newer than the client's record and
-// answers with the record the server holds afterwards.
-func (s *session) iamat(m *iamat) {
+// answers with the record the server holds afterwards. It reports false,
+// for a "? " answer, when the report is for a new client and the table is
+// full.
+func (s *session) iamat(m *iamat) bool {
 	n := s.n
 	start := len(s.out)
 	out := appendAT(s.out, n.cfg.Name, n.clock.Now(), m)
 	rec := newRecord(string(out[start:]), n.cfg.Name, m)
-	if stored, changed := n.offer(rec, ""); !changed {
+	stored, res := n.offer(rec, "")
+	switch res {
+	case offerFull:
+		s.out = out[:start]
+		return false
+	case offerStale:
 		out = append(out[:start], stored.Line...)
 	}
 	s.reply(append(out, '\n'))
+	return true
 }
 
 // whatsat answers a WHATSAT for a known client and reports false for an
@@ -186,7 +206,7 @@ func (s *session) whatsat(m *whatsat) bool {
 			return true // the write error ends the session at the next flush
 		}
 		lat, lon, _ := parseLocation(rec.Location)
-		body = nearby(n.ctx, n.clock, n.cfg.Places, n.cfg.PlacesTimeout, NearbyQuery{
+		body = nearby(n.ctx, n.clock, n.places, n.cfg.PlacesTimeout, NearbyQuery{
 			Lat: lat, Lon: lon, RadiusMeters: m.radiusMeters, MaxResults: m.bound,
 		})
 	}

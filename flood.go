@@ -15,15 +15,29 @@ type table struct {
 
 func newTable() *table { return &table{recs: make(map[string]Record)} }
 
-// offer stores r if it comes after the client's stored record (or the
-// client is new) and reports whether the table changed.
-func (t *table) offer(r Record) bool {
+// offerResult says what an offer did.
+type offerResult int
+
+const (
+	offerStale   offerResult = iota // the table holds a record that comes after
+	offerChanged                    // the record is stored
+	offerFull                       // a new client, but the table is at its limit
+)
+
+// offer stores r if it comes after the client's stored record, or if the
+// client is new and the table holds fewer than limit clients. It returns
+// the record the table holds for the client afterwards (r itself when
+// refused as full) and what happened.
+func (t *table) offer(r Record, limit int) (Record, offerResult) {
 	old, ok := t.recs[r.Client]
-	if ok && r.Compare(&old) <= 0 {
-		return false
+	switch {
+	case ok && r.Compare(&old) <= 0:
+		return old, offerStale
+	case !ok && len(t.recs) >= limit:
+		return r, offerFull
 	}
 	t.recs[r.Client] = r
-	return true
+	return r, offerChanged
 }
 
 // get returns the stored record of client. The []byte form lets callers

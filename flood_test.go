@@ -42,10 +42,10 @@ func TestTableOfferOrderIndependent(t *testing.T) {
 			tab := newTable()
 			changes := 0
 			for _, r := range offers {
-				if tab.offer(r) {
+				if _, res := tab.offer(r, 1000); res == offerChanged {
 					changes++
 				}
-				if tab.offer(r) {
+				if _, res := tab.offer(r, 1000); res != offerStale {
 					t.Fatalf("seed %d: offering the same record twice changed the table", seed)
 				}
 			}
@@ -70,7 +70,7 @@ func TestTableOfferOrderIndependent(t *testing.T) {
 func TestTableSnapshotSortedByClient(t *testing.T) {
 	tab := newTable()
 	for _, c := range []string{"zeta", "alpha", "mu", "Beta"} {
-		tab.offer(Record{Client: c, Line: "AT x +0.000000000 " + c + " +0.0+0.0 1", Sec: 1})
+		tab.offer(Record{Client: c, Line: "AT x +0.000000000 " + c + " +0.0+0.0 1", Sec: 1}, 10)
 	}
 	var got []string
 	for _, r := range tab.snapshot() {

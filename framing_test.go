@@ -50,7 +50,7 @@ func serveChunks(t testing.TB, maxLine int, chunks [][]byte) [][]byte {
 	}
 	defer n.Close()
 	c := &chunkConn{chunks: chunks}
-	n.serveConn(c, "c1")
+	n.serveConn(c, &connState{id: "c1", c: c})
 	return c.writes
 }
 

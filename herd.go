@@ -30,6 +30,7 @@
 package herd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,6 +128,12 @@ const (
 	DefaultRedialMin     = 50 * time.Millisecond
 	DefaultRedialMax     = 5 * time.Second
 	DefaultHandshake     = 10 * time.Second
+	DefaultMaxConns      = 50000
+	DefaultMaxClients    = 1 << 20
+	DefaultIdleTimeout   = 5 * time.Minute
+	DefaultWriteTimeout  = 30 * time.Second
+	DefaultReplyBuffer   = 64 << 10
+	DefaultStateInterval = 10 * time.Second
 )
 
 // Config describes one node. The zero value of every optional field means
@@ -180,6 +187,36 @@ type Config struct {
 	// CloseAfterReply closes every client connection after its first
 	// reply, for test clients that read until EOF.
 	CloseAfterReply bool
+
+	// MaxConns bounds open connections, clients and peer links together
+	// (default 50,000). A connection beyond it is closed at once and
+	// logged.
+	MaxConns int
+	// MaxClients bounds the client IDs the table tracks (default 2^20).
+	// Beyond it an IAMAT for a new client ID gets "? " and a log line, and
+	// a peer's record for one is dropped and logged; clients already in
+	// the table keep updating.
+	MaxClients int
+	// IdleTimeout closes a client connection that has sent nothing for
+	// this long (default 5m). Peer links are exempt.
+	IdleTimeout time.Duration
+	// WriteTimeout cuts a connection whose write has been blocked this
+	// long (default 30s): a client that does not read holds up no one
+	// but itself, and not for ever.
+	WriteTimeout time.Duration
+	// ReplyBuffer bounds the replies a client session holds before it
+	// writes them (default 64 KiB); with WriteTimeout it bounds what a
+	// client that sends without reading can make the server hold.
+	ReplyBuffer int
+
+	// StateFile, when set, makes the table durable: it is loaded on Start
+	// and written atomically (temporary file, fsync, rename), with a
+	// checksum, every StateInterval while it changes and on Close. A torn
+	// or corrupt file is reported, set aside as StateFile+".corrupt" and
+	// not trusted.
+	StateFile string
+	// StateInterval is the period of state writes (default 10s).
+	StateInterval time.Duration
 }
 
 // Errors returned by the API. Configuration errors wrap ErrInvalidConfig;
@@ -243,13 +280,19 @@ func (c *Config) validate() error {
 	} else if c.MaxLineBytes > 0 && c.MaxLineBytes < 64 {
 		bad("MaxLineBytes", "must be at least 64, got %d", c.MaxLineBytes)
 	}
-	if c.PeerQueue < 0 {
-		bad("PeerQueue", "must not be negative, got %d", c.PeerQueue)
+	for _, f := range []struct {
+		field string
+		v     int
+	}{{"PeerQueue", c.PeerQueue}, {"MaxConns", c.MaxConns}, {"MaxClients", c.MaxClients}, {"ReplyBuffer", c.ReplyBuffer}} {
+		if f.v < 0 {
+			bad(f.field, "must not be negative, got %d", f.v)
+		}
 	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout}} {
+	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout},
+		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
 		}
@@ -284,6 +327,12 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshake
 	}
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxClients = cmp.Or(c.MaxClients, DefaultMaxClients)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.ReplyBuffer = cmp.Or(c.ReplyBuffer, DefaultReplyBuffer)
+	c.StateInterval = cmp.Or(c.StateInterval, DefaultStateInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -10,8 +10,12 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxyherd/herd/internal/realtime"
@@ -44,8 +48,17 @@ type Node struct {
 	started bool
 	closed  bool
 	ln      net.Listener
-	conns   map[net.Conn]struct{}
+	conns   map[net.Conn]*connState
 	fatal   chan error // the accept loop's error, if it fails
+
+	places PlacesClient // Config.Places, counted; nil if none
+	stats  counters
+	// version counts table changes (under mu); savedVersion is the one
+	// the state file holds (under saveMu).
+	version      uint64
+	saveMu       sync.Mutex
+	savedVersion uint64
+	sweepEpoch   atomic.Int64
 
 	// seed keys every random stream the node uses (see stream).
 	seed [32]byte
@@ -66,7 +79,7 @@ func New(cfg Config) (*Node, error) {
 		log:       cfg.Logger.With("server", cfg.Name),
 		table:     newTable(),
 		changed:   make(chan struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		conns:     make(map[net.Conn]*connState),
 		fatal:     make(chan error, 1),
 	}
 	if n.clock == nil {
@@ -81,6 +94,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	if _, err := io.ReadFull(entropy, n.seed[:]); err != nil {
 		return nil, fmt.Errorf("%w: Entropy: %v", ErrInvalidConfig, err)
+	}
+	if p := cfg.Places; p != nil {
+		n.places = PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+			n.stats.placesCalls.Add(1)
+			b, err := p.Nearby(ctx, q)
+			if err != nil {
+				n.stats.placesErrors.Add(1)
+			}
+			return b, err
+		})
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
@@ -101,6 +124,9 @@ func (n *Node) Start(ctx context.Context) error {
 	case n.started:
 		return ErrStarted
 	}
+	if n.cfg.StateFile != "" {
+		n.loadState()
+	}
 	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("herd: %s: listen on %s: %w", n.cfg.Name, n.cfg.Addr, err)
@@ -112,6 +138,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.notifyLocked()
 	n.mu.Unlock()
 	n.goFunc(n.acceptLoop)
+	n.goFunc(n.sweepLoop)
+	if n.cfg.StateFile != "" {
+		n.goFunc(n.saveLoop)
+	}
 	for _, p := range n.cfg.Peers {
 		if p.Name > n.cfg.Name {
 			n.goFunc(func() { n.dialLoop(p) })
@@ -156,8 +186,12 @@ func (n *Node) Close() error {
 	for c := range n.conns {
 		c.Close()
 	}
+	started := n.started
 	n.stateMu.Unlock()
 	n.wg.Wait()
+	if started && n.cfg.StateFile != "" {
+		n.saveState()
+	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, "closed")
 	return nil
 }
@@ -233,17 +267,26 @@ func (n *Node) goFunc(f func()) {
 	}()
 }
 
-// track registers c so that Close closes it; it reports false (and closes
-// c) if the node is already closing.
-func (n *Node) track(c net.Conn) bool {
+// track registers c so that Close closes it and the sweeper watches it. It
+// returns nil (and closes c) if the node is closing or already holds
+// MaxConns connections.
+func (n *Node) track(c net.Conn, id string) *connState {
 	n.stateMu.Lock()
 	defer n.stateMu.Unlock()
 	if n.closed {
 		c.Close()
-		return false
+		return nil
 	}
-	n.conns[c] = struct{}{}
-	return true
+	if len(n.conns) >= n.cfg.MaxConns {
+		c.Close()
+		n.stats.connsRefused.Add(1)
+		n.log.LogAttrs(n.ctx, slog.LevelWarn, "connection refused", slog.String("conn", id), slog.String("remote", addrString(c.RemoteAddr())), slog.String("why", "MaxConns reached"), slog.Int("limit", n.cfg.MaxConns))
+		return nil
+	}
+	st := &connState{id: id, c: c}
+	st.active.Store(true)
+	n.conns[c] = st
+	return st
 }
 
 func (n *Node) untrack(c net.Conn) {
@@ -269,35 +312,52 @@ func (n *Node) acceptLoop() {
 			n.fatal <- fmt.Errorf("herd: %s: accept: %w", n.cfg.Name, err)
 			return
 		}
-		if !n.track(c) {
-			return
-		}
 		seq++
 		id := "c" + strconv.FormatUint(seq, 10)
+		st := n.track(c, id)
+		if st == nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		n.stats.connsAccepted.Add(1)
 		n.goFunc(func() {
 			defer n.untrack(c)
-			n.serveConn(c, id)
+			n.serveConn(c, st)
 		})
 	}
 }
 
 // offer stores r if it is newer than the client's record and floods it to
-// every up link but the one named from. It returns the record the table
-// holds afterwards and whether r changed the table.
-func (n *Node) offer(r Record, from string) (Record, bool) {
+// every up link but the one named from ("" for a local client). It returns
+// the record the table holds afterwards and what happened.
+func (n *Node) offer(r Record, from string) (Record, offerResult) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.table.offer(r) {
-		old, _ := n.table.get([]byte(r.Client))
-		return old, false
+	stored, res := n.table.offer(r, n.cfg.MaxClients)
+	switch res {
+	case offerStale:
+		return stored, res
+	case offerFull:
+		n.stats.tableFull.Add(1)
+		n.log.LogAttrs(n.ctx, slog.LevelWarn, "table full", slog.String("client", r.Client), slog.String("from", from), slog.Int("limit", n.cfg.MaxClients))
+		return stored, res
+	}
+	n.version++
+	if from == "" {
+		n.stats.recordsLocal.Add(1)
+	} else {
+		n.stats.recordsPeer.Add(1)
 	}
 	for _, l := range n.links {
 		if l.peer != from {
 			l.enqueue(r.Line)
+			n.stats.recordsFlooded.Add(1)
 		}
 	}
 	n.notifyLocked()
-	return r, true
+	return r, offerChanged
 }
 
 // systemClock is the default Clock: the system's.
@@ -333,4 +393,123 @@ func (n *Node) stream(label string) *mrand.ChaCha8 {
 	var key [32]byte
 	h.Sum(key[:0])
 	return mrand.NewChaCha8(key)
+}
+
+// connState is what the sweeper knows of one open connection.
+type connState struct {
+	id      string
+	c       net.Conn
+	peer    atomic.Bool  // an authenticated peer link: exempt from IdleTimeout
+	active  atomic.Bool  // input arrived since the last sweep
+	writing atomic.Int64 // 1 + sweep epoch when the current write began, 0 if none
+	idle    int          // sweeps in a row without input (sweeper only)
+}
+
+// beginWrite and endWrite bracket a write so the sweeper can cut one that
+// blocks longer than WriteTimeout.
+func (st *connState) beginWrite(n *Node) { st.writing.Store(n.sweepEpoch.Load() + 1) }
+func (st *connState) endWrite()          { st.writing.Store(0) }
+
+// sweepEvery is the sweeper's period: a quarter of the shorter timeout, so
+// a connection is cut between 3/4 and 1 times its timeout.
+func (n *Node) sweepEvery() time.Duration {
+	return max(min(n.cfg.IdleTimeout, n.cfg.WriteTimeout)/4, time.Millisecond)
+}
+
+// sweepLoop closes idle client connections and connections whose write is
+// stuck, until the node closes. One loop per node, rather than a timer per
+// connection, keeps the per-line path free of timer resets.
+func (n *Node) sweepLoop() {
+	every := n.sweepEvery()
+	idleSweeps := int((n.cfg.IdleTimeout + every - 1) / every)
+	writeSweeps := int64((n.cfg.WriteTimeout + every - 1) / every)
+	for n.sleep(every) {
+		epoch := n.sweepEpoch.Add(1)
+		type victim struct {
+			st  *connState
+			why string
+		}
+		var victims []victim
+		n.stateMu.Lock()
+		for _, st := range n.conns {
+			if w := st.writing.Load(); w != 0 && epoch-(w-1) >= writeSweeps {
+				victims = append(victims, victim{st, "write blocked longer than WriteTimeout"})
+				n.stats.writeTimeouts.Add(1)
+				continue
+			}
+			if st.peer.Load() || st.active.Swap(false) {
+				st.idle = 0
+				continue
+			}
+			if st.idle++; st.idle >= idleSweeps {
+				victims = append(victims, victim{st, "idle longer than IdleTimeout"})
+				n.stats.idleClosed.Add(1)
+			}
+		}
+		n.stateMu.Unlock()
+		// Close in a fixed order, not the map's.
+		slices.SortFunc(victims, func(a, b victim) int { return strings.Compare(a.st.id, b.st.id) })
+		for _, v := range victims {
+			n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection cut", slog.String("conn", v.st.id), slog.String("why", v.why))
+			v.st.c.Close()
+		}
+	}
+}
+
+// loadState fills the table from Config.StateFile before the node starts
+// serving. A missing file is an empty table; a corrupt one is reported,
+// renamed aside and not trusted.
+func (n *Node) loadState() {
+	path := n.cfg.StateFile
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var recs []Record
+	if err == nil {
+		recs, err = decodeState(data)
+	}
+	if err != nil {
+		n.stats.stateErrors.Add(1)
+		aside := path + ".corrupt"
+		os.Rename(path, aside)
+		n.log.LogAttrs(n.ctx, slog.LevelError, "state file not trusted", slog.String("file", path), slog.String("err", err.Error()), slog.String("moved_to", aside))
+		return
+	}
+	n.mu.Lock()
+	for _, r := range recs {
+		n.table.offer(r, n.cfg.MaxClients)
+	}
+	n.mu.Unlock()
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "state loaded", slog.String("file", path), slog.Int("records", len(recs)))
+}
+
+// saveLoop writes the state file every StateInterval while the table
+// changes.
+func (n *Node) saveLoop() {
+	for n.sleep(n.cfg.StateInterval) {
+		n.saveState()
+	}
+}
+
+// saveState writes the table to Config.StateFile if it changed since the
+// last write.
+func (n *Node) saveState() {
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	n.mu.Lock()
+	version := n.version
+	if version == n.savedVersion {
+		n.mu.Unlock()
+		return
+	}
+	recs := n.table.snapshot()
+	n.mu.Unlock()
+	if err := writeFileAtomic(n.cfg.StateFile, encodeState(recs)); err != nil {
+		n.stats.stateErrors.Add(1)
+		n.log.LogAttrs(n.ctx, slog.LevelError, "state save failed", slog.String("file", n.cfg.StateFile), slog.String("err", err.Error()))
+		return
+	}
+	n.savedVersion = version
+	n.stats.stateSaves.Add(1)
 }

@@ -96,6 +96,7 @@ func (s *session) send(line string) error {
 // refuse answers a handshake line with "? " and logs why the link was
 // refused; it returns the reason for the connection log.
 func (s *session) refuse(peer string, line []byte, why string) string {
+	s.n.stats.handshakeFails.Add(1)
 	s.n.log.LogAttrs(s.n.ctx, slog.LevelWarn, "peer refused", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
 	s.reply(appendInvalid(s.out, line))
 	s.flush()
@@ -128,6 +129,7 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	}
 	line, err := s.readLine()
 	if err != nil {
+		n.stats.handshakeFails.Add(1)
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "peer handshake failed", slog.String("conn", s.id), slog.String("peer", dialer), slog.String("err", err.Error()))
 		return "handshake: " + err.Error()
 	}
@@ -219,14 +221,16 @@ func (n *Node) dialOnce(p Peer, rng *mrand.ChaCha8, attempt uint64) bool {
 		}
 		return false
 	}
-	if !n.track(c) {
+	id := p.Name + "#" + strconv.FormatUint(attempt, 10)
+	st := n.track(c, id)
+	if st == nil {
 		return false
 	}
 	defer n.untrack(c)
-	id := p.Name + "#" + strconv.FormatUint(attempt, 10)
-	s := &session{n: n, c: c, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
+	s := &session{n: n, c: c, st: st, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
 	up, err := n.dialPeer(s, p, rng)
 	if err != nil && n.ctx.Err() == nil {
+		n.stats.handshakeFails.Add(1)
 		level := slog.LevelInfo
 		if errors.Is(err, errRefused) {
 			level = slog.LevelWarn
@@ -254,6 +258,7 @@ func (l *link) enqueue(line string) {
 	case l.q <- line:
 	default:
 		if l.failed.CompareAndSwap(false, true) {
+			l.s.n.stats.peerSlow.Add(1)
 			l.s.n.log.LogAttrs(l.s.n.ctx, slog.LevelWarn, "peer link dropped", slog.String("conn", l.s.id), slog.String("peer", l.peer), slog.String("why", "cannot keep up (queue full)"))
 			l.stop()
 		}
@@ -273,6 +278,7 @@ func (l *link) stop() {
 // drops.
 func (n *Node) runLink(s *session, peer string) string {
 	l := &link{peer: peer, s: s, q: make(chan string, n.cfg.PeerQueue), done: make(chan struct{})}
+	s.st.peer.Store(true)
 	n.mu.Lock()
 	i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
 	if found {
@@ -303,6 +309,7 @@ func (n *Node) runLink(s *session, peer string) string {
 		n.notifyLocked()
 	}
 	n.mu.Unlock()
+	n.stats.linkDrops.Add(1)
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link dropped", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
 	return "peer link dropped: " + why
 }
@@ -328,6 +335,7 @@ func (n *Node) linkReader(l *link) string {
 			continue
 		}
 		n.offer(rec, l.peer)
+		s.st.active.Store(true)
 	}
 }
 
@@ -339,7 +347,9 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		if len(buf) == 0 {
 			return true
 		}
+		l.s.st.beginWrite(n)
 		_, err := l.s.c.Write(buf)
+		l.s.st.endWrite()
 		buf = buf[:0]
 		if err != nil {
 			l.stop()

@@ -1,0 +1,72 @@
+package herd
+
+import "sync/atomic"
+
+// Stats is a snapshot of a node's counters. Counts are since New, except
+// the gauges Conns and LinksUp.
+type Stats struct {
+	Conns          int64  // open connections, clients and peers (gauge)
+	ConnsAccepted  uint64 // connections accepted
+	ConnsRefused   uint64 // connections closed at once: MaxConns reached
+	IdleClosed     uint64 // client connections closed by IdleTimeout
+	WriteTimeouts  uint64 // connections cut by WriteTimeout
+	IAMAT          uint64 // valid IAMAT commands
+	WHATSAT        uint64 // valid WHATSAT commands for known clients
+	Invalid        uint64 // lines answered with "? "
+	TableFull      uint64 // reports refused or dropped: MaxClients reached
+	Clients        int64  // client IDs in the table (gauge)
+	RecordsLocal   uint64 // table changes from this node's clients
+	RecordsPeer    uint64 // table changes from peers
+	RecordsFlooded uint64 // records queued to neighbours
+	LinksUp        int64  // peer links up (gauge)
+	LinkDrops      uint64 // peer links that went down
+	PeerSlow       uint64 // links cut because the neighbour could not keep up
+	HandshakeFails uint64 // peer handshakes refused or failed
+	PlacesCalls    uint64 // provider calls made for WHATSAT
+	PlacesErrors   uint64 // WHATSAT replies that carried an error document
+	StateSaves     uint64 // state file writes
+	StateErrors    uint64 // state file load or save failures
+}
+
+// counters are the node's live counters behind Stats.
+type counters struct {
+	connsAccepted, connsRefused, idleClosed, writeTimeouts atomic.Uint64
+	iamat, whatsat, invalid, tableFull                     atomic.Uint64
+	recordsLocal, recordsPeer, recordsFlooded              atomic.Uint64
+	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
+	placesCalls, placesErrors, stateSaves, stateErrors     atomic.Uint64
+}
+
+// Stats returns the node's counters. It does not block on I/O.
+func (n *Node) Stats() Stats {
+	n.stateMu.Lock()
+	conns := int64(len(n.conns))
+	n.stateMu.Unlock()
+	n.mu.Lock()
+	clients, links := int64(n.table.len()), int64(len(n.links))
+	n.mu.Unlock()
+	c := &n.stats
+	return Stats{
+		Conns:          conns,
+		ConnsAccepted:  c.connsAccepted.Load(),
+		ConnsRefused:   c.connsRefused.Load(),
+		IdleClosed:     c.idleClosed.Load(),
+		WriteTimeouts:  c.writeTimeouts.Load(),
+		IAMAT:          c.iamat.Load(),
+		WHATSAT:        c.whatsat.Load(),
+		Invalid:        c.invalid.Load(),
+		TableFull:      c.tableFull.Load(),
+		Clients:        clients,
+		RecordsLocal:   c.recordsLocal.Load(),
+		RecordsPeer:    c.recordsPeer.Load(),
+		RecordsFlooded: c.recordsFlooded.Load(),
+		LinksUp:        links,
+		LinkDrops:      c.linkDrops.Load(),
+		PeerSlow:       c.peerSlow.Load(),
+		HandshakeFails: c.handshakeFails.Load(),
+		PlacesCalls:    c.placesCalls.Load(),
+		PlacesErrors:   c.placesErrors.Load(),
+		StateSaves:     c.stateSaves.Load(),
+		StateErrors:    c.stateErrors.Load(),
+	}
+}

@@ -1,0 +1,193 @@
+package herd
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// readEOF reads until the server closes the connection and returns what it
+// sent.
+func readEOF(t *testing.T, c net.Conn) string {
+	t.Helper()
+	b, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read: %v", err)
+	}
+	return string(b)
+}
+
+func TestMaxConnsClosesExtraConnections(t *testing.T) {
+	logs := newLogSink()
+	n := startNode(t, Config{Name: "Goloman", MaxConns: 2, Clock: kiwiClock(), Logger: logs.logger()})
+	a, b := dialNode(t, n), dialNode(t, n)
+	a.send(kiwiIAMAT + "\n")
+	a.line()
+	b.send(kiwiIAMAT + "\n")
+	b.line()
+	extra := dialNode(t, n)
+	if got := readEOF(t, extra.c); got != "" {
+		t.Fatalf("refused connection got %q", got)
+	}
+	logs.waitFor(t, "connection refused", "MaxConns reached")
+	if s := n.Stats(); s.ConnsRefused != 1 || s.ConnsAccepted != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	// The connections within the limit still work.
+	a.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
+	if got := a.whatsat(); !strings.HasPrefix(got, kiwiAT+"\n") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestMaxClientsRefusesNewClientsOnly(t *testing.T) {
+	logs := newLogSink()
+	n := startNode(t, Config{Name: "A", MaxClients: 1, Clock: newTestClock(100, 0), Logger: logs.logger()})
+	c := dialNode(t, n)
+	c.send("IAMAT one +1.0+1.0 90\nIAMAT two +1.0+1.0 90\nIAMAT one +1.0+1.0 95\n")
+	want := "AT A +10.000000000 one +1.0+1.0 90\n" +
+		"? IAMAT two +1.0+1.0 90\n" +
+		"AT A +5.000000000 one +1.0+1.0 95\n"
+	if got := c.rest(); got != want {
+		t.Fatalf("replies:\n%s", cmp.Diff(want, got))
+	}
+	logs.waitFor(t, "table full")
+	if s := n.Stats(); s.TableFull != 1 || s.Clients != 1 || s.IAMAT != 2 || s.Invalid != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestIdleClientIsClosed(t *testing.T) {
+	n := startNode(t, Config{Name: "A", IdleTimeout: 40 * time.Millisecond, Clock: kiwiClock()})
+	c := dialNode(t, n)
+	c.send(kiwiIAMAT + "\n")
+	c.line()
+	// The node's sweeper closes the connection; the read returns then.
+	if got := readEOF(t, c.c); got != "" {
+		t.Fatalf("got %q", got)
+	}
+	if s := n.Stats(); s.IdleClosed != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestClientThatNeverReadsIsCut(t *testing.T) {
+	n := startNode(t, Config{Name: "Goloman", WriteTimeout: 100 * time.Millisecond, ReplyBuffer: 4096, Clock: kiwiClock()})
+	other := dialNode(t, n)
+	c := dialNode(t, n)
+	c.c.SetReadBuffer(4096)
+	c.send(kiwiIAMAT + "\n")
+	// Send WHATSATs without reading a byte until the server gives up on
+	// this connection and closes it.
+	cmd := []byte(strings.Repeat("WHATSAT kiwi.cs.ucla.edu 1 0\n", 256))
+	for {
+		if _, err := c.c.Write(cmd); err != nil {
+			break
+		}
+		// Nobody else waits meanwhile.
+		other.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
+		if got := other.whatsat(); !strings.HasPrefix(got, kiwiAT) {
+			t.Fatalf("other client got %q", got)
+		}
+	}
+	if s := n.Stats(); s.WriteTimeouts != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestStateFileSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	cfg := Config{Name: "A", Addr: "127.0.0.1:0", StateFile: path, Clock: kiwiClock()}
+	n1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c := dialNode(t, n1)
+	c.send(kiwiIAMAT + "\nIAMAT other +1.0+1.0 1\n")
+	c.line()
+	c.line()
+	n1.Close()
+
+	n2 := startNode(t, cfg)
+	if d := cmp.Diff(n1.Records(), n2.Records()); d != "" {
+		t.Fatalf("records after restart:\n%s", d)
+	}
+	if s := n2.Stats(); s.Clients != 2 || s.StateErrors != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestCorruptStateFileIsNotTrusted(t *testing.T) {
+	valid := encodeState([]Record{mustParseAT(t, kiwiAT)})
+	for name, data := range map[string][]byte{
+		"torn":         valid[:len(valid)-10],
+		"flipped byte": append(append([]byte(nil), valid[:len(valid)-5]...), 'X', '9', '9', '7', '\n'),
+		"bad header":   []byte("herd-state 9 1 00\n" + kiwiAT + "\n"),
+		"empty":        {},
+		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 1 1 ", "herd-state 1 2 ", 1)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs := newLogSink()
+			n := startNode(t, Config{Name: "A", StateFile: path, Logger: logs.logger()})
+			if recs := n.Records(); len(recs) != 0 {
+				t.Fatalf("trusted a %s file: %v", name, recs)
+			}
+			logs.waitFor(t, "state file not trusted")
+			if _, err := os.Stat(path + ".corrupt"); err != nil {
+				t.Fatalf("corrupt file not set aside: %v", err)
+			}
+		})
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	recs := []Record{mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 1"), mustParseAT(t, kiwiAT)}
+	got, err := decodeState(encodeState(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(recs, got); d != "" {
+		t.Fatal(d)
+	}
+	if got, err := decodeState(encodeState(nil)); err != nil || len(got) != 0 {
+		t.Fatalf("empty state: %v %v", got, err)
+	}
+}
+
+func mustParseAT(t *testing.T, line string) Record {
+	t.Helper()
+	r, ok := parseAT([]byte(line))
+	if !ok {
+		t.Fatalf("bad AT line %q", line)
+	}
+	return r
+}
+
+func TestTableFullDropsPeerRecords(t *testing.T) {
+	tab := newTable()
+	a, b := mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 1"), mustParseAT(t, "AT A +0.000000000 b +1.0+1.0 1")
+	if _, res := tab.offer(a, 1); res != offerChanged {
+		t.Fatal(res)
+	}
+	if got, res := tab.offer(b, 1); res != offerFull || got != b {
+		t.Fatal(res)
+	}
+	newer := mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 2")
+	if _, res := tab.offer(newer, 1); res != offerChanged {
+		t.Fatal("a known client must keep updating when the table is full")
+	}
+}

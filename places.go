@@ -306,6 +306,25 @@ func (g GoogleLegacy) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error)
 	return body, nil
 }
 
+// String describes the provider for logs and demos, never with its key:
+// "Google Places Nearby Search (legacy)", followed by " at BaseURL" when
+// BaseURL is set.
+func (g GoogleLegacy) String() string {
+	return describeGoogle("Google Places Nearby Search (legacy)", g.BaseURL)
+}
+
+// describeGoogle names a Google provider and, when set, the base URL it
+// uses instead of Google's.
+func describeGoogle(name, base string) string {
+	if base == "" {
+		return name
+	}
+	if u, err := url.Parse(base); err == nil {
+		base = redactURL(u)
+	}
+	return name + " at " + base
+}
+
 // formatFloat writes f in plain decimal with as many digits as it needs
 // (10587.1263 stays 10587.1263, never 1.05871263e+04).
 func formatFloat(f float64) string {
@@ -343,8 +362,9 @@ func redactURL(u *url.URL) string {
 // fetchJSON sends req with hc (nil means http.DefaultClient) and returns
 // the body of a 2xx response that is JSON, read up to maxPlacesBody bytes.
 // Errors name the request by method and redacted URL, never its query, and
-// wrap the transport's error (so errors.Is(err, context.Canceled) works);
-// the caller adds its provider prefix.
+// wrap the transport's error (so errors.Is(err, context.Canceled) works),
+// an *HTTPError for a status outside 2xx, or a permanentError for a body
+// that is too large or not JSON; the caller adds its provider prefix.
 func fetchJSON(hc *http.Client, req *http.Request) ([]byte, error) {
 	if hc == nil {
 		hc = http.DefaultClient
@@ -361,31 +381,84 @@ func fetchJSON(hc *http.Client, req *http.Request) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		piece, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		if s := snippet(piece, 200); s != "" {
-			return nil, fmt.Errorf("%s: HTTP %s: %s", what, resp.Status, s)
-		}
-		return nil, fmt.Errorf("%s: HTTP %s", what, resp.Status)
+		piece, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%s: %w", what, &HTTPError{StatusCode: resp.StatusCode, Status: resp.Status, Body: string(piece)})
 	}
 	body, err := readBounded(resp.Body, maxPlacesBody)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if !json.Valid(body) {
-		return nil, fmt.Errorf("%s: response is not JSON (%d bytes: %s)", what, len(body), snippet(body, 64))
+		return nil, fmt.Errorf("%s: %w", what, permanentError{fmt.Errorf("response is not JSON (%d bytes: %s)", len(body), snippet(body, 64))})
 	}
 	return body, nil
 }
 
+// permanentError marks a provider failure that trying again will not
+// cure (a body that is too large or not JSON), so that [Frugal] does not
+// retry it. Its text is its cause's.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// maxErrorBody bounds how much of a non-2xx response body [HTTPError]
+// keeps.
+const maxErrorBody = 8 << 10
+
+// HTTPError is the error a Google provider ([GoogleLegacy], [GoogleNew])
+// wraps when the API answers with a status outside 2xx. Use errors.As to
+// get it: [Frugal] retries 5xx statuses and never retries the others.
+// A custom [PlacesClient] may wrap an HTTPError too, to get the same
+// treatment.
+type HTTPError struct {
+	// StatusCode is the HTTP status code, such as 403.
+	StatusCode int
+	// Status is the status line's text, such as "403 Forbidden"; empty
+	// means the standard text for StatusCode.
+	Status string
+	// Body is the start of the response body (at most 8 KiB), as
+	// received.
+	Body string
+}
+
+// Error describes the response in one line: "HTTP 403 PERMISSION_DENIED:
+// <message>" when Body is Google's error document
+// ({"error":{"code","message","status"}}), otherwise "HTTP 403 Forbidden"
+// followed by the start of the body with its white space folded.
+func (e *HTTPError) Error() string {
+	var doc struct {
+		Error *struct {
+			Message string `json:"message"`
+			Status  string `json:"status"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(e.Body), &doc) == nil && doc.Error != nil && doc.Error.Status != "" {
+		s := fmt.Sprintf("HTTP %d %s", e.StatusCode, doc.Error.Status)
+		if m := snippet([]byte(doc.Error.Message), 400); m != "" {
+			s += ": " + m
+		}
+		return s
+	}
+	status := e.Status
+	if status == "" {
+		status = strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	}
+	s := "HTTP " + strings.TrimSpace(status)
+	if b := snippet([]byte(e.Body), 200); b != "" {
+		s += ": " + b
+	}
+	return s
+}
+
 // readBounded reads r to its end, failing if it holds more than limit
-// bytes.
+// bytes (a permanentError).
 func readBounded(r io.Reader, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading response body: %w", err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("response body exceeds %d bytes", limit)
+		return nil, permanentError{fmt.Errorf("response body exceeds %d bytes", limit)}
 	}
 	return b, nil
 }

@@ -707,7 +707,7 @@ func TestGoogleLegacyErrors(t *testing.T) {
 		{"403 with Google error document", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusForbidden)
 			w.Write(placesFixture(t, "nearby_new_error_403.json"))
-		}, `HTTP 403 Forbidden: { "error": { "code": 403, "message": "Places API (New) has not been used in project 123 before or it is disabled.", "status": "PERMISSION_DENIED" } }`},
+		}, `HTTP 403 PERMISSION_DENIED: Places API (New) has not been used in project 123 before or it is disabled.`},
 		{"429 without body", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusTooManyRequests)
 		}, "HTTP 429 Too Many Requests"},

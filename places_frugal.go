@@ -1,0 +1,584 @@
+package herd
+
+// places_frugal.go: a PlacesClient wrapper that spends the provider's
+// quota carefully: identical lookups in flight are merged, answers are
+// cached for a while, provider calls are capped, and transient failures are
+// retried with jittered backoff. All time comes from the Clock.
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for the zero values of [FrugalOptions] (and of the matching
+// [PlacesConfig] fields).
+const (
+	// DefaultPlacesCacheTTL is how long an answer is reused. Check your
+	// provider's terms before raising it: Google's allow only
+	// short-lived caching of most Places content.
+	DefaultPlacesCacheTTL     = 5 * time.Minute
+	DefaultPlacesCacheEntries = 1024
+	DefaultPlacesMaxInFlight  = 8
+	DefaultPlacesSlotWait     = 2 * time.Second
+	DefaultPlacesRetries      = 2
+	DefaultPlacesRetryMin     = 100 * time.Millisecond
+	DefaultPlacesRetryMax     = 2 * time.Second
+)
+
+// Errors from [Frugal]; use errors.Is.
+var (
+	// ErrPlacesBusy is wrapped by the error of a lookup that found every
+	// provider slot taken for longer than [FrugalOptions.SlotWait].
+	ErrPlacesBusy = errors.New("herd: places: provider busy")
+	// ErrPlacesClosed is returned by [Frugal.Nearby] after [Frugal.Close].
+	ErrPlacesClosed = errors.New("herd: places: provider closed")
+)
+
+// FrugalOptions tunes a [Frugal]. The zero value of every field means the
+// default documented on it.
+type FrugalOptions struct {
+	// TTL is how long a successful answer (status OK or ZERO_RESULTS, or
+	// a Places API (New) document) is reused for the same query, on the
+	// Clock. Zero means DefaultPlacesCacheTTL (5m); negative turns the
+	// cache off.
+	TTL time.Duration
+	// MaxEntries bounds the cache; the least recently used answer is
+	// dropped first. Zero means DefaultPlacesCacheEntries (1024);
+	// negative turns the cache off.
+	MaxEntries int
+	// MaxInFlight caps the provider calls outstanding at once, over all
+	// queries. Zero means DefaultPlacesMaxInFlight (8); negative means no
+	// cap.
+	MaxInFlight int
+	// SlotWait bounds how long a lookup waits for a provider slot when
+	// MaxInFlight calls are outstanding; it then fails with
+	// ErrPlacesBusy. Zero means DefaultPlacesSlotWait (2s); negative means
+	// not waiting at all.
+	SlotWait time.Duration
+	// Retries is how many times a lookup is tried again after a transient
+	// failure: a transport error, an HTTP 5xx status, or a document with
+	// status UNKNOWN_ERROR. HTTP 4xx statuses and the statuses
+	// OVER_QUERY_LIMIT, REQUEST_DENIED and INVALID_REQUEST are never
+	// retried. Zero means DefaultPlacesRetries (2); negative means none.
+	Retries int
+	// RetryMin and RetryMax bound the backoff before each retry: it
+	// doubles from RetryMin up to RetryMax, and each wait is drawn
+	// between half of that and all of it. Zeros mean DefaultPlacesRetryMin
+	// (100ms) and DefaultPlacesRetryMax (2s).
+	RetryMin, RetryMax time.Duration
+	// Timeout bounds one merged lookup, retries and slot wait included.
+	// The lookup runs apart from the callers that asked for it, so that
+	// the first caller giving up does not fail the others; each caller
+	// still returns as soon as its own ctx is done. Zero means
+	// DefaultPlacesTimeout (10s).
+	Timeout time.Duration
+	// Seed keys the backoff jitter. The jitter of a lookup depends only
+	// on Seed, the query and the attempt, never on scheduling or a global
+	// source, so a seeded simulation retries at the same times in every
+	// run. Give each server its own seed to spread their retries.
+	Seed uint64
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o FrugalOptions) withDefaults() FrugalOptions {
+	if o.TTL == 0 {
+		o.TTL = DefaultPlacesCacheTTL
+	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultPlacesCacheEntries
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultPlacesMaxInFlight
+	}
+	if o.SlotWait == 0 {
+		o.SlotWait = DefaultPlacesSlotWait
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultPlacesRetries
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultPlacesRetryMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = max(DefaultPlacesRetryMax, o.RetryMin)
+	}
+	o.RetryMax = max(o.RetryMax, o.RetryMin)
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultPlacesTimeout
+	}
+	return o
+}
+
+// FrugalStats counts what a [Frugal] did since it was built.
+type FrugalStats struct {
+	// Lookups counts Nearby calls.
+	Lookups uint64
+	// CacheHits counts lookups answered from the cache.
+	CacheHits uint64
+	// Merged counts lookups answered by another lookup's provider call
+	// for the same query.
+	Merged uint64
+	// ProviderCalls counts calls to the wrapped provider, retries
+	// included.
+	ProviderCalls uint64
+	// Retries counts provider calls that were retries.
+	Retries uint64
+	// ProviderErrors counts provider calls that returned an error.
+	ProviderErrors uint64
+	// Busy counts merged lookups that found no provider slot in time.
+	Busy uint64
+	// Errors counts lookups that returned an error (the caller's ctx
+	// ending included).
+	Errors uint64
+	// Waiting is the number of lookups now waiting for a provider call.
+	Waiting int64
+	// CacheEntries is the number of answers now cached.
+	CacheEntries int
+}
+
+// frugalCounters are the atomic counters behind FrugalStats.
+type frugalCounters struct {
+	lookups, cacheHits, merged, providerCalls, retries, providerErrors, busy, errors atomic.Uint64
+	waiting                                                                          atomic.Int64
+}
+
+// Frugal is a [PlacesClient] that wraps another and spends its quota
+// carefully:
+//
+//   - identical lookups in flight (same location rounded to 5 decimal
+//     places, about a metre, same radius, same bound) are merged into one
+//     provider call (golang.org/x/sync/singleflight);
+//   - successful answers are cached for [FrugalOptions.TTL] on the
+//     Clock, at most [FrugalOptions.MaxEntries] of them, least recently
+//     used dropped first; errors and documents with other statuses are
+//     never cached;
+//   - at most [FrugalOptions.MaxInFlight] provider calls are outstanding
+//     (golang.org/x/sync/semaphore); a lookup that cannot get a slot
+//     within [FrugalOptions.SlotWait] fails with [ErrPlacesBusy] rather
+//     than wait;
+//   - transient failures are retried with capped, jittered exponential
+//     backoff, within the lookup's timeout.
+//
+// Build one with [NewFrugal] or [NewPlaces]; the zero value is not usable.
+// It is safe for concurrent use. Package herd's rules hold: all time comes
+// from the Clock, and the jitter from [FrugalOptions.Seed].
+type Frugal struct {
+	next  PlacesClient
+	clock Clock
+	opts  FrugalOptions
+	group singleflight.Group
+	sem   *semaphore.Weighted // nil: no cap
+	root  context.Context     // parent of every provider call; done on Close
+	stop  context.CancelFunc
+
+	shut atomic.Bool // set by Close
+
+	mu     sync.Mutex // guards the fields below
+	cache  map[string]*list.Element
+	lru    list.List // of *frugalEntry, most recently used first
+	closed bool
+	wg     sync.WaitGroup // merged lookups running; Add only under mu while !closed
+
+	c frugalCounters
+}
+
+// frugalEntry is one cached answer.
+type frugalEntry struct {
+	key     string
+	doc     []byte
+	expires time.Time
+}
+
+// frugalResult is what a merged lookup hands to its callers.
+type frugalResult struct {
+	doc       []byte
+	fromCache bool
+}
+
+// NewFrugal returns a [Frugal] in front of next, reading time from clock
+// (nil means the system clock), tuned by opts. It starts no goroutine and
+// does no I/O. Call [Frugal.Close] when done with it to cancel provider
+// calls still running.
+func NewFrugal(next PlacesClient, clock Clock, opts FrugalOptions) *Frugal {
+	if clock == nil {
+		clock = systemClock{}
+	}
+	f := &Frugal{
+		next:  next,
+		clock: clock,
+		opts:  opts.withDefaults(),
+		cache: make(map[string]*list.Element),
+	}
+	if f.opts.MaxInFlight > 0 {
+		f.sem = semaphore.NewWeighted(int64(f.opts.MaxInFlight))
+	}
+	f.root, f.stop = context.WithCancel(context.Background())
+	return f
+}
+
+// Nearby answers q from the cache, or by joining an identical lookup in
+// flight, or by calling the wrapped provider (with retries). It returns a
+// fresh copy of the document that the caller may keep and modify.
+//
+// The node calls it from a client connection's goroutine, possibly from
+// many at once. It blocks until the answer is there or ctx is done,
+// whichever comes first: when ctx ends first it returns ctx's error at
+// once, and the merged provider call carries on (bounded by
+// [FrugalOptions.Timeout]) for the other callers and for the cache.
+// Errors are the provider's own, or wrap [ErrPlacesBusy],
+// [ErrPlacesClosed] or ctx's error.
+func (f *Frugal) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+	f.c.lookups.Add(1)
+	if f.shut.Load() {
+		f.c.errors.Add(1)
+		return nil, ErrPlacesClosed
+	}
+	if err := ctx.Err(); err != nil {
+		f.c.errors.Add(1)
+		return nil, fmt.Errorf("herd: places: %w", err)
+	}
+	key := frugalKey(q)
+	if doc, ok := f.cacheGet(key); ok {
+		f.c.cacheHits.Add(1)
+		return slices.Clone(doc), nil
+	}
+	f.c.waiting.Add(1)
+	var led atomic.Bool // set by the caller whose function the group runs
+	ch := f.group.DoChan(key, func() (any, error) {
+		led.Store(true)
+		return f.lookup(key, q)
+	})
+	select {
+	case r := <-ch:
+		f.c.waiting.Add(-1)
+		var res frugalResult
+		if r.Err == nil {
+			res = r.Val.(frugalResult)
+		}
+		switch {
+		case !led.Load():
+			f.c.merged.Add(1)
+		case res.fromCache:
+			f.c.cacheHits.Add(1)
+		}
+		if r.Err != nil {
+			f.c.errors.Add(1)
+			return nil, r.Err
+		}
+		return slices.Clone(res.doc), nil
+	case <-ctx.Done():
+		f.c.waiting.Add(-1)
+		f.c.errors.Add(1)
+		return nil, fmt.Errorf("herd: places: %w", ctx.Err())
+	}
+}
+
+// lookup is the merged lookup for key: it runs once for all the callers
+// that ask for key while it runs, on a goroutine of its own, under a
+// context of its own bounded by the Timeout.
+func (f *Frugal) lookup(key string, q NearbyQuery) (frugalResult, error) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return frugalResult{}, ErrPlacesClosed
+	}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	defer f.wg.Done()
+
+	// An identical lookup may have finished between this caller's cache
+	// miss and the start of this one.
+	if doc, ok := f.cacheGet(key); ok {
+		return frugalResult{doc: doc, fromCache: true}, nil
+	}
+	ctx, cancel := context.WithCancel(f.root)
+	defer cancel()
+	var timedOut atomic.Bool
+	t := f.clock.AfterFunc(f.opts.Timeout, func() {
+		timedOut.Store(true)
+		cancel()
+	})
+	defer t.Stop()
+
+	doc, err := f.attempts(ctx, key, q)
+	if err != nil {
+		if timedOut.Load() {
+			return frugalResult{}, fmt.Errorf("herd: places: lookup timed out after %v: %w", f.opts.Timeout, err)
+		}
+		return frugalResult{}, err
+	}
+	if _, ok := classifyDoc(doc); ok {
+		f.cachePut(key, doc)
+	}
+	return frugalResult{doc: doc}, nil
+}
+
+// attempts calls the provider, and again after transient failures, until
+// an answer is final, the retries are spent or ctx is done. It returns the
+// last outcome.
+func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) ([]byte, error) {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	rng := rand.New(rand.NewPCG(f.opts.Seed, h.Sum64()))
+	for attempt := 0; ; attempt++ {
+		if err := f.acquire(ctx); err != nil {
+			return nil, err
+		}
+		f.c.providerCalls.Add(1)
+		doc, err := f.call(ctx, q)
+		if f.sem != nil {
+			f.sem.Release(1)
+		}
+		retry := false
+		if err != nil {
+			f.c.providerErrors.Add(1)
+			retry = retryable(err) && ctx.Err() == nil
+		} else {
+			status, _ := classifyDoc(doc)
+			retry = status == "UNKNOWN_ERROR"
+		}
+		if !retry || attempt >= max(f.opts.Retries, 0) {
+			return doc, err
+		}
+		if !f.sleep(ctx, f.backoff(attempt, rng)) {
+			return doc, err
+		}
+		f.c.retries.Add(1)
+	}
+}
+
+// call calls the wrapped provider, turning a panic into an error so that
+// one bad answer cannot take the server down.
+func (f *Frugal) call(ctx context.Context, q NearbyQuery) (doc []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			doc, err = nil, permanentError{fmt.Errorf("herd: places: provider panicked: %v", r)}
+		}
+	}()
+	if f.next == nil {
+		return nil, permanentError{errors.New("herd: places: no provider configured")}
+	}
+	return f.next.Nearby(ctx, q)
+}
+
+// acquire takes a provider slot, waiting at most SlotWait on the Clock.
+func (f *Frugal) acquire(ctx context.Context) error {
+	if f.sem == nil || f.sem.TryAcquire(1) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("herd: places: %w", err)
+	}
+	busy := func() error {
+		f.c.busy.Add(1)
+		return fmt.Errorf("%w: no free slot within %v (%d provider calls in flight)", ErrPlacesBusy, max(f.opts.SlotWait, 0), f.opts.MaxInFlight)
+	}
+	if f.opts.SlotWait < 0 {
+		return busy()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var expired atomic.Bool
+	t := f.clock.AfterFunc(f.opts.SlotWait, func() {
+		expired.Store(true)
+		cancel()
+	})
+	err := f.sem.Acquire(wctx, 1)
+	t.Stop()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("herd: places: %w", ctx.Err())
+	case expired.Load():
+		return busy()
+	}
+	return fmt.Errorf("herd: places: %w", err)
+}
+
+// backoff returns the wait before retry number attempt+1: RetryMin
+// doubled attempt times, capped at RetryMax, then drawn uniformly between
+// half of that and all of it.
+func (f *Frugal) backoff(attempt int, rng *rand.Rand) time.Duration {
+	d := f.opts.RetryMin
+	for range attempt {
+		if d >= f.opts.RetryMax/2 {
+			d = f.opts.RetryMax
+			break
+		}
+		d *= 2
+	}
+	d = min(d, f.opts.RetryMax)
+	half := d / 2
+	return half + time.Duration(rng.Int64N(int64(d-half)+1))
+}
+
+// sleep waits d on the Clock; it reports false if ctx ended first.
+func (f *Frugal) sleep(ctx context.Context, d time.Duration) bool {
+	done := make(chan struct{})
+	t := f.clock.AfterFunc(d, func() { close(done) })
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	}
+}
+
+// retryable reports whether a provider error may be cured by trying
+// again: transport errors and HTTP 5xx are; HTTP statuses below 500,
+// bodies that are not JSON, busy and closed errors and cancellation are
+// not.
+func retryable(err error) bool {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.StatusCode >= 500
+	}
+	var pe permanentError
+	switch {
+	case errors.As(err, &pe),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ErrPlacesBusy),
+		errors.Is(err, ErrPlacesClosed):
+		return false
+	}
+	return true
+}
+
+// classifyDoc returns a provider document's top-level status member ("" if
+// it has none) and whether the document may be cached: a JSON object with
+// status OK or ZERO_RESULTS, or with neither a status nor an error member
+// (the Places API (New) answers so).
+func classifyDoc(doc []byte) (status string, cacheable bool) {
+	var d struct {
+		Status *string          `json:"status"`
+		Error  *json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(doc, &d) != nil {
+		return "", false
+	}
+	if d.Status == nil {
+		return "", d.Error == nil
+	}
+	return *d.Status, *d.Status == "OK" || *d.Status == "ZERO_RESULTS"
+}
+
+// frugalKey is the cache and merge key of q: the location rounded to 5
+// decimal places, the exact radius and the bound.
+func frugalKey(q NearbyQuery) string {
+	round := func(x float64) string {
+		v := math.Round(x * 1e5)
+		if v == 0 {
+			v = 0 // -0 and 0 are one key
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return round(q.Lat) + "," + round(q.Lon) + "," + formatFloat(q.RadiusMeters) + "," + strconv.Itoa(q.MaxResults)
+}
+
+// cacheGet returns the live cached answer for key, if any, and marks it
+// recently used. An expired answer is dropped.
+func (f *Frugal) cacheGet(key string) ([]byte, bool) {
+	if f.opts.TTL < 0 || f.opts.MaxEntries < 0 {
+		return nil, false
+	}
+	now := f.clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	el, ok := f.cache[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*frugalEntry)
+	if !now.Before(e.expires) {
+		f.lru.Remove(el)
+		delete(f.cache, key)
+		return nil, false
+	}
+	f.lru.MoveToFront(el)
+	return e.doc, true
+}
+
+// cachePut stores a copy of doc as key's answer, dropping the least
+// recently used answers beyond MaxEntries.
+func (f *Frugal) cachePut(key string, doc []byte) {
+	if f.opts.TTL < 0 || f.opts.MaxEntries < 0 {
+		return
+	}
+	e := &frugalEntry{key: key, doc: slices.Clone(doc), expires: f.clock.Now().Add(f.opts.TTL)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if el, ok := f.cache[key]; ok {
+		el.Value = e
+		f.lru.MoveToFront(el)
+		return
+	}
+	f.cache[key] = f.lru.PushFront(e)
+	for f.lru.Len() > f.opts.MaxEntries {
+		last := f.lru.Back()
+		f.lru.Remove(last)
+		delete(f.cache, last.Value.(*frugalEntry).key)
+	}
+}
+
+// Stats returns the counters. It does not block on lookups.
+func (f *Frugal) Stats() FrugalStats {
+	f.mu.Lock()
+	n := f.lru.Len()
+	f.mu.Unlock()
+	return FrugalStats{
+		Lookups:        f.c.lookups.Load(),
+		CacheHits:      f.c.cacheHits.Load(),
+		Merged:         f.c.merged.Load(),
+		ProviderCalls:  f.c.providerCalls.Load(),
+		Retries:        f.c.retries.Load(),
+		ProviderErrors: f.c.providerErrors.Load(),
+		Busy:           f.c.busy.Load(),
+		Errors:         f.c.errors.Load(),
+		Waiting:        f.c.waiting.Load(),
+		CacheEntries:   n,
+	}
+}
+
+// Close cancels the provider calls still running, waits for the lookups
+// that made them to finish, and makes later lookups fail with
+// [ErrPlacesClosed]. It is idempotent and returns nil; callers waiting on a
+// lookup get its error. A service calls it when it shuts down, after
+// closing its nodes.
+func (f *Frugal) Close() error {
+	f.shut.Store(true)
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.stop()
+	f.wg.Wait()
+	return nil
+}
+
+// String describes the wrapped provider for logs and demos ("offline
+// catalogue (39 places)", "Google Places API (New)").
+func (f *Frugal) String() string {
+	if s, ok := f.next.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if f.next == nil {
+		return "no Places provider"
+	}
+	return fmt.Sprintf("Places provider %T", f.next)
+}

@@ -1,0 +1,122 @@
+package herd
+
+// places_new.go: the client for Google's Places API (New) Nearby Search,
+// the only Nearby Search that Google keys created for new projects can use.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+)
+
+// DefaultGoogleNewBaseURL is where [GoogleNew] sends requests when its
+// BaseURL is empty.
+const DefaultGoogleNewBaseURL = "https://places.googleapis.com"
+
+// DefaultFieldMask is the X-Goog-FieldMask [GoogleNew] sends when its
+// FieldMask is empty: the place fields a WHATSAT reply shows, all of them
+// billed at Google's basic and pro Nearby Search rates.
+const DefaultFieldMask = "places.id,places.displayName,places.formattedAddress,places.location,places.types,places.rating,places.businessStatus"
+
+// maxNewResults is the largest maxResultCount the Places API (New)
+// accepts, and its default.
+const maxNewResults = 20
+
+// GoogleNew is a [PlacesClient] for the Places API (New) Nearby Search
+// (POST /v1/places:searchNearby). Set it as [Config.Places], or let
+// [NewPlaces] build it (Kind "new"); the zero value of every field but Key
+// works. It is safe for concurrent use when HTTP is.
+//
+// Its answer is Google's JSON as is: an object whose "places" array WHATSAT
+// cuts to its bound, or {} when nothing is near.
+type GoogleNew struct {
+	// BaseURL is the scheme and host (and optional path prefix) of the
+	// API; empty means DefaultGoogleNewBaseURL. Tests point it at a fake.
+	BaseURL string
+	// Key is the Google API key, sent in the X-Goog-Api-Key header. It
+	// never appears in returned errors.
+	Key string
+	// FieldMask is the X-Goog-FieldMask header, a comma-separated list of
+	// response fields; empty means DefaultFieldMask. Google rejects
+	// requests without one.
+	FieldMask string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// Nearby sends POST {BaseURL}/v1/places:searchNearby with the headers
+// X-Goog-Api-Key, X-Goog-FieldMask and Content-Type: application/json and
+// the body
+//
+//	{"locationRestriction":{"circle":{"center":{"latitude":LAT,"longitude":LNG},"radius":METRES}},"maxResultCount":N}
+//
+// with numbers in plain decimal (a radius of 10.5871263 km is
+// 10587.1263), N being q.MaxResults capped at 20 (a MaxResults of 0 or
+// less leaves maxResultCount out, which Google reads as 20). It returns
+// the response body as is.
+//
+// The node calls it from a client connection's goroutine, possibly from
+// several at once. It blocks until the response has been read or ctx is
+// done. Any HTTP 2xx response whose body is JSON is returned. Errors are
+// prefixed "herd: google places (new): " and name the request; a status
+// outside 2xx wraps an [*HTTPError] whose text keeps Google's status and
+// message ("HTTP 403 PERMISSION_DENIED: Places API (New) has not been
+// used in project ..."). A location or radius that is not a finite number
+// is an error, and no request is sent.
+func (g GoogleNew) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+	const prefix = "herd: google places (new): "
+	u, err := endpointURL(g.BaseURL, DefaultGoogleNewBaseURL, "/v1/places:searchNearby")
+	if err != nil {
+		return nil, fmt.Errorf(prefix+"%w", err)
+	}
+	for _, f := range [...]float64{q.Lat, q.Lon, q.RadiusMeters} {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, permanentError{fmt.Errorf(prefix+"query %+v is not finite", q)}
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(newNearbyBody(q)))
+	if err != nil {
+		return nil, fmt.Errorf(prefix+"cannot build request for %s", redactURL(u))
+	}
+	mask := g.FieldMask
+	if mask == "" {
+		mask = DefaultFieldMask
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Goog-Api-Key", g.Key)
+	req.Header.Set("X-Goog-FieldMask", mask)
+	body, err := fetchJSON(g.HTTP, req)
+	if err != nil {
+		return nil, fmt.Errorf(prefix+"%w", err)
+	}
+	return body, nil
+}
+
+// newNearbyBody returns the searchNearby request body for q; it is
+// written by hand so that its bytes are fixed and numbers are never in
+// exponent form.
+func newNearbyBody(q NearbyQuery) []byte {
+	b := make([]byte, 0, 160)
+	b = append(b, `{"locationRestriction":{"circle":{"center":{"latitude":`...)
+	b = append(b, formatFloat(q.Lat)...)
+	b = append(b, `,"longitude":`...)
+	b = append(b, formatFloat(q.Lon)...)
+	b = append(b, `},"radius":`...)
+	b = append(b, formatFloat(q.RadiusMeters)...)
+	b = append(b, `}}`...)
+	if q.MaxResults > 0 {
+		b = append(b, `,"maxResultCount":`...)
+		b = strconv.AppendInt(b, int64(min(q.MaxResults, maxNewResults)), 10)
+	}
+	return append(b, '}')
+}
+
+// String describes the provider for logs and demos, never with its key:
+// "Google Places API (New)", followed by " at BaseURL" when BaseURL is
+// set.
+func (g GoogleNew) String() string {
+	return describeGoogle("Google Places API (New)", g.BaseURL)
+}

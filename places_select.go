@@ -1,0 +1,233 @@
+package herd
+
+// places_select.go: choosing and building the Places provider from a
+// configuration that suits JSON files and command-line flags.
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// Places provider kinds for [PlacesConfig.Kind].
+const (
+	// PlacesAuto picks PlacesNew when a key is set and PlacesOffline
+	// otherwise.
+	PlacesAuto = ""
+	// PlacesLegacy is the legacy Google Nearby Search ([GoogleLegacy]),
+	// which Google keeps only for projects that used it before 2025.
+	PlacesLegacy = "legacy"
+	// PlacesNew is the Places API (New) Nearby Search ([GoogleNew]).
+	PlacesNew = "new"
+	// PlacesOffline is an offline [Catalogue].
+	PlacesOffline = "offline"
+)
+
+// PlacesConfig chooses and tunes the Places provider behind WHATSAT. Its
+// JSON form (the tags below) suits configuration files, and every field
+// suits a command-line flag (durations are [PlacesDuration], which is a
+// flag.Value). The zero value means: the Places API (New) if Key is set,
+// else the built-in offline catalogue, with the default cache and limits.
+// Pass it to [NewPlaces].
+type PlacesConfig struct {
+	// Kind is "legacy", "new", "offline" or "" (auto: "new" when Key is
+	// set, else "offline").
+	Kind string `json:"kind,omitempty"`
+	// Key is the Google API key; required for "legacy" and "new", and
+	// ignored by "offline" (so a key in the environment does no harm).
+	Key string `json:"key,omitempty"`
+	// BaseURL replaces Google's API address (scheme, host and optional
+	// path prefix), for proxies and fakes. Empty means Google's.
+	BaseURL string `json:"base_url,omitempty"`
+	// FieldMask is the Places API (New) field mask ("new" only); empty
+	// means DefaultFieldMask.
+	FieldMask string `json:"field_mask,omitempty"`
+	// Catalogue is the path of a catalogue file ("offline" only; see
+	// ParseCatalogue); empty means the built-in DefaultCatalogue.
+	Catalogue string `json:"catalogue,omitempty"`
+
+	// CacheTTL is FrugalOptions.TTL: 0 means 5m, negative turns the
+	// cache off.
+	CacheTTL PlacesDuration `json:"cache_ttl,omitempty"`
+	// CacheEntries is FrugalOptions.MaxEntries: 0 means 1024, negative
+	// turns the cache off.
+	CacheEntries int `json:"cache_entries,omitempty"`
+	// MaxInFlight is FrugalOptions.MaxInFlight: 0 means 8, negative means
+	// no cap.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// SlotWait is FrugalOptions.SlotWait: 0 means 2s, negative means no
+	// waiting for a slot.
+	SlotWait PlacesDuration `json:"slot_wait,omitempty"`
+	// Retries is FrugalOptions.Retries: 0 means 2, negative means none.
+	Retries int `json:"retries,omitempty"`
+	// RetryMin and RetryMax are FrugalOptions.RetryMin and RetryMax: 0
+	// means 100ms and 2s. Neither may be negative.
+	RetryMin PlacesDuration `json:"retry_min,omitempty"`
+	RetryMax PlacesDuration `json:"retry_max,omitempty"`
+	// Timeout is FrugalOptions.Timeout, the bound on one merged lookup:
+	// 0 means DefaultPlacesTimeout (10s). Keep it equal to
+	// Config.PlacesTimeout. It may not be negative.
+	Timeout PlacesDuration `json:"timeout,omitempty"`
+	// Seed is FrugalOptions.Seed, the key of the retry jitter.
+	Seed uint64 `json:"seed,omitempty"`
+
+	// HTTP sends the Google requests; nil means http.DefaultClient.
+	HTTP *http.Client `json:"-"`
+}
+
+// PlacesDuration is a time.Duration written as text ("1m30s") in JSON
+// and on the command line: it implements encoding.TextMarshaler,
+// encoding.TextUnmarshaler and flag.Value.
+type PlacesDuration time.Duration
+
+// String returns the duration as time.Duration writes it ("1m30s").
+func (d PlacesDuration) String() string { return time.Duration(d).String() }
+
+// Set parses s with time.ParseDuration; it makes *PlacesDuration a
+// flag.Value.
+func (d *PlacesDuration) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return err
+	}
+	*d = PlacesDuration(v)
+	return nil
+}
+
+// MarshalText writes the duration as String does.
+func (d PlacesDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses text as Set does.
+func (d *PlacesDuration) UnmarshalText(text []byte) error { return d.Set(string(text)) }
+
+// kind returns the provider kind c selects, resolving auto.
+func (c *PlacesConfig) kind() string {
+	if c.Kind == PlacesAuto {
+		if c.Key != "" {
+			return PlacesNew
+		}
+		return PlacesOffline
+	}
+	return c.Kind
+}
+
+// NewPlaces validates cfg and builds the provider it selects, wrapped in a
+// [Frugal] that reads time from clock (nil means the system clock). The
+// result is what [Config.Places] wants; its String method describes the
+// provider for the demo to print ("offline catalogue (39 places)",
+// "Google Places API (New)"), never with the key.
+//
+// A service calls it once at start-up, before [New]. It reads the
+// catalogue file, if one is named, and does no other I/O. Every problem is
+// reported, each naming its field, in an error that wraps
+// [ErrInvalidConfig].
+func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
+	var errs *multierror.Error
+	bad := func(field, format string, args ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+	}
+	kind := cfg.kind()
+	why := ""
+	if cfg.Kind == PlacesAuto {
+		if kind == PlacesNew {
+			why = " because Key is set"
+		} else {
+			why = " because Key is empty"
+		}
+	}
+	switch kind {
+	case PlacesLegacy, PlacesNew, PlacesOffline:
+	default:
+		bad("Kind", "%q is not one of %q, %q, %q or empty (auto)", cfg.Kind, PlacesLegacy, PlacesNew, PlacesOffline)
+		kind = "" // check no field against an unknown kind
+	}
+	google := kind == PlacesLegacy || kind == PlacesNew
+	if google {
+		switch {
+		case cfg.Key == "":
+			bad("Key", "must be set for kind %q", kind)
+		case strings.ContainsFunc(cfg.Key, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			bad("Key", "must not contain white space or control characters")
+		}
+	}
+	if cfg.BaseURL != "" && kind != "" {
+		if !google {
+			bad("BaseURL", "only Google kinds use it, and kind is %q%s", kind, why)
+		} else if _, err := endpointURL(cfg.BaseURL, "", ""); err != nil {
+			bad("BaseURL", "%v", strings.TrimPrefix(err.Error(), "invalid BaseURL "))
+		}
+	}
+	if cfg.FieldMask != "" && kind != "" {
+		if kind != PlacesNew {
+			bad("FieldMask", "only kind %q uses it, and kind is %q%s", PlacesNew, kind, why)
+		} else if err := checkFieldMask(cfg.FieldMask); err != nil {
+			bad("FieldMask", "%v", err)
+		}
+	}
+	if cfg.Catalogue != "" && kind != "" && kind != PlacesOffline {
+		bad("Catalogue", "only kind %q reads a catalogue, and kind is %q%s", PlacesOffline, kind, why)
+	}
+	for _, d := range []struct {
+		field string
+		v     PlacesDuration
+	}{{"RetryMin", cfg.RetryMin}, {"RetryMax", cfg.RetryMax}, {"Timeout", cfg.Timeout}} {
+		if d.v < 0 {
+			bad(d.field, "must not be negative, got %v", d.v)
+		}
+	}
+	if cfg.RetryMin > 0 && cfg.RetryMax > 0 && cfg.RetryMax < cfg.RetryMin {
+		bad("RetryMax", "%v is below RetryMin %v", cfg.RetryMax, cfg.RetryMin)
+	}
+
+	var next PlacesClient
+	switch kind {
+	case PlacesLegacy:
+		next = GoogleLegacy{BaseURL: cfg.BaseURL, Key: cfg.Key, HTTP: cfg.HTTP}
+	case PlacesNew:
+		next = GoogleNew{BaseURL: cfg.BaseURL, Key: cfg.Key, FieldMask: cfg.FieldMask, HTTP: cfg.HTTP}
+	case PlacesOffline:
+		if cfg.Catalogue == "" {
+			next = DefaultCatalogue()
+		} else if c, err := LoadCatalogue(cfg.Catalogue); err != nil {
+			bad("Catalogue", "%v", err)
+		} else {
+			next = c
+		}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	return NewFrugal(next, clock, FrugalOptions{
+		TTL:         time.Duration(cfg.CacheTTL),
+		MaxEntries:  cfg.CacheEntries,
+		MaxInFlight: cfg.MaxInFlight,
+		SlotWait:    time.Duration(cfg.SlotWait),
+		Retries:     cfg.Retries,
+		RetryMin:    time.Duration(cfg.RetryMin),
+		RetryMax:    time.Duration(cfg.RetryMax),
+		Timeout:     time.Duration(cfg.Timeout),
+		Seed:        cfg.Seed,
+	}), nil
+}
+
+// checkFieldMask checks a Places API (New) field mask: comma-separated
+// paths of letters, digits, '_' and '.', or "*".
+func checkFieldMask(mask string) error {
+	for i, p := range strings.Split(mask, ",") {
+		if p == "" {
+			return fmt.Errorf("%q: path %d is empty", mask, i+1)
+		}
+		if p == "*" {
+			continue
+		}
+		for _, r := range p {
+			if !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return fmt.Errorf("%q: path %q holds %q (want letters, digits, '_' and '.', or *)", mask, p, r)
+			}
+		}
+	}
+	return nil
+}

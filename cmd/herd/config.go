@@ -1,0 +1,520 @@
+package main
+
+// config.go: the herd config file (docs/running.md describes it). One file
+// describes a whole herd; each server process picks its own part with
+// -name.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/cli"
+)
+
+// maxConfigBytes bounds a config file.
+const maxConfigBytes = 1 << 20
+
+// fileConfig is the JSON config file. Durations are strings such as "10s"
+// or "250ms"; zero values mean herd's defaults.
+type fileConfig struct {
+	Servers  []fileServer  `json:"servers,omitempty"`
+	Links    [][]string    `json:"links,omitempty"`
+	Provider *cli.Provider `json:"provider,omitempty"`
+
+	Secret    string `json:"secret,omitempty"`
+	SecretEnv string `json:"secret_env,omitempty"`
+
+	MaxLineBytes int `json:"max_line_bytes,omitempty"`
+	PeerQueue    int `json:"peer_queue,omitempty"`
+	MaxConns     int `json:"max_conns,omitempty"`
+	MaxClients   int `json:"max_clients,omitempty"`
+	ReplyBuffer  int `json:"reply_buffer,omitempty"`
+
+	PlacesTimeout    string `json:"places_timeout,omitempty"`
+	RedialMin        string `json:"redial_min,omitempty"`
+	RedialMax        string `json:"redial_max,omitempty"`
+	HandshakeTimeout string `json:"handshake_timeout,omitempty"`
+	IdleTimeout      string `json:"idle_timeout,omitempty"`
+	WriteTimeout     string `json:"write_timeout,omitempty"`
+
+	CloseAfterReply bool `json:"close_after_reply,omitempty"`
+
+	StateFile     string `json:"state_file,omitempty"`
+	StateInterval string `json:"state_interval,omitempty"`
+
+	Log      string `json:"log,omitempty"`
+	LogLevel string `json:"log_level,omitempty"`
+
+	parsed parsedDurations // filled in by validate
+}
+
+// parsedDurations holds the duration fields once validate has parsed them.
+type parsedDurations struct {
+	placesTimeout, redialMin, redialMax, handshakeTimeout time.Duration
+	idleTimeout, writeTimeout, stateInterval              time.Duration
+}
+
+// fileServer is one entry of "servers".
+type fileServer struct {
+	Name string `json:"name"`
+	// Addr is where the others reach this server (host:port).
+	Addr string `json:"addr"`
+	// Listen is where it listens, when that differs from Addr (for
+	// example ":12000" behind NAT); empty means Addr.
+	Listen string `json:"listen,omitempty"`
+}
+
+// namePlaceholder in the log and state_file paths is replaced by the
+// server's name, so one file serves every server.
+const namePlaceholder = "{name}"
+
+// loadConfig reads and validates the config file at path.
+func loadConfig(path string) (*fileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readAllLimited(f, maxConfigBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	fc, err := parseConfig(data)
+	if err != nil {
+		return nil, prefixErrors(path, err)
+	}
+	return fc, nil
+}
+
+func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
+// parseConfig decodes a config file strictly (unknown fields and trailing
+// data are errors) and validates it.
+func parseConfig(data []byte) (*fileConfig, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		return nil, jsonError(data, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		off := dec.InputOffset()
+		return nil, fmt.Errorf("%s: unexpected data after the config object", position(data, off))
+	}
+	if err := fc.validate(); err != nil {
+		return nil, err
+	}
+	return &fc, nil
+}
+
+// jsonError rewords a decoding error with a line and column.
+func jsonError(data []byte, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("%s: %s", position(data, se.Offset), strings.TrimPrefix(se.Error(), "json: "))
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "the config"
+		}
+		return fmt.Errorf("%s: %s must be %s, not %s", position(data, te.Offset), field, jsonKind(te.Type), te.Value)
+	case errors.Is(err, io.EOF):
+		return errors.New("empty file: want a JSON object")
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names the JSON form of a Go type.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		return "an object"
+	}
+	return t.String()
+}
+
+// position renders a byte offset as line:column (both from 1).
+func position(data []byte, off int64) string {
+	off = min(max(off, 0), int64(len(data)))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
+	return fmt.Sprintf("%d:%d", line, col)
+}
+
+// prefixErrors puts prefix before every error in err (one per line for a
+// multierror).
+func prefixErrors(prefix string, err error) error {
+	var me *multierror.Error
+	if !errors.As(err, &me) {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	out := &multierror.Error{ErrorFormat: listFormat}
+	for _, e := range me.Errors {
+		out.Errors = append(out.Errors, fmt.Errorf("%s: %w", prefix, e))
+	}
+	return out
+}
+
+// listFormat writes one error per line.
+func listFormat(es []error) string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// validate checks every field, reporting every problem at once, each
+// naming its field as it is spelled in the file.
+func (fc *fileConfig) validate() error {
+	errs := &multierror.Error{ErrorFormat: listFormat}
+	bad := func(field, format string, args ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if len(fc.Servers) == 0 {
+		bad("servers", "must list at least one server")
+	}
+	index := make(map[string]int, len(fc.Servers))
+	for i, s := range fc.Servers {
+		field := fmt.Sprintf("servers[%d]", i)
+		switch {
+		case s.Name == "":
+			bad(field+".name", "must not be empty")
+		case strings.ContainsFunc(s.Name, unicode.IsSpace):
+			bad(field+".name", "%q must not contain white space", s.Name)
+		case hasKey(index, s.Name):
+			bad(field+".name", "%q is already servers[%d]", s.Name, index[s.Name])
+		default:
+			index[s.Name] = i
+		}
+		if s.Addr == "" {
+			bad(field+".addr", "must not be empty (host:port where the others reach %s)", s.Name)
+		} else if err := checkHostPort(s.Addr, false); err != nil {
+			bad(field+".addr", "%v", err)
+		}
+		if s.Listen != "" {
+			if err := checkHostPort(s.Listen, true); err != nil {
+				bad(field+".listen", "%v", err)
+			}
+		}
+	}
+	seen := make(map[[2]string]int)
+	for i, l := range fc.Links {
+		field := fmt.Sprintf("links[%d]", i)
+		if len(l) != 2 {
+			bad(field, "want a pair of server names, got %d names", len(l))
+			continue
+		}
+		ok := true
+		for _, name := range l {
+			if !hasKey(index, name) {
+				bad(field, "%q is not in servers", name)
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		if l[0] == l[1] {
+			bad(field, "links %q with itself", l[0])
+			continue
+		}
+		key := [2]string{min(l[0], l[1]), max(l[0], l[1])}
+		if j, dup := seen[key]; dup {
+			bad(field, "%s-%s is already links[%d]", l[0], l[1], j)
+			continue
+		}
+		seen[key] = i
+	}
+	if fc.Provider != nil {
+		// Only the form is checked here; the key is looked up when a
+		// server starts, in its own environment.
+		p := *fc.Provider
+		if _, _, err := p.Places("provider", func(string) string { return "x" }); err != nil {
+			var me *multierror.Error
+			if errors.As(err, &me) {
+				errs = multierror.Append(errs, me.Errors...)
+			} else {
+				errs = multierror.Append(errs, err)
+			}
+		}
+	}
+	if fc.Secret != "" && fc.SecretEnv != "" {
+		bad("secret", "set secret or secret_env, not both")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"max_line_bytes", fc.MaxLineBytes, 64},
+		{"peer_queue", fc.PeerQueue, 1},
+		{"max_conns", fc.MaxConns, 1},
+		{"max_clients", fc.MaxClients, 1},
+		{"reply_buffer", fc.ReplyBuffer, 1},
+	} {
+		if f.v != 0 && f.v < f.min {
+			bad(f.name, "must be at least %d (or 0 or absent for the default), got %d", f.min, f.v)
+		}
+	}
+	durs := fc.durations()
+	for _, d := range durs {
+		if d.text == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.text)
+		switch {
+		case err != nil:
+			bad(d.name, "%q is not a duration (want e.g. \"250ms\", \"10s\", \"1m\")", d.text)
+		case v < 0:
+			bad(d.name, "must not be negative, got %q", d.text)
+		default:
+			*d.dst = v
+		}
+	}
+	if rmin, rmax := *durs[1].dst, *durs[2].dst; rmin > 0 && rmax > 0 && rmax < rmin {
+		bad("redial_max", "%v is below redial_min %v", rmax, rmin)
+	}
+	if fc.LogLevel != "" {
+		if _, err := cli.ParseLevel(fc.LogLevel); err != nil {
+			bad("log_level", "%v", err)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+type durationField struct {
+	name string
+	text string
+	dst  *time.Duration
+}
+
+// durations lists the duration fields; validate parses them into the
+// parsed array. The order of the first three is relied on by validate.
+func (fc *fileConfig) durations() []durationField {
+	p := &fc.parsed
+	return []durationField{
+		{"places_timeout", fc.PlacesTimeout, &p.placesTimeout},
+		{"redial_min", fc.RedialMin, &p.redialMin},
+		{"redial_max", fc.RedialMax, &p.redialMax},
+		{"handshake_timeout", fc.HandshakeTimeout, &p.handshakeTimeout},
+		{"idle_timeout", fc.IdleTimeout, &p.idleTimeout},
+		{"write_timeout", fc.WriteTimeout, &p.writeTimeout},
+		{"state_interval", fc.StateInterval, &p.stateInterval},
+	}
+}
+
+func hasKey[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// checkHostPort checks host:port with a numeric port (0 allowed only when
+// zeroOK).
+func checkHostPort(s string, zeroOK bool) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: %v", s, strings.TrimPrefix(err.Error(), "address "+s+": "))
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
+	}
+	if n == 0 && !zeroOK {
+		return fmt.Errorf("%q: port 0: the other servers could not reach it", s)
+	}
+	return nil
+}
+
+// serverNames lists the servers' names, for messages.
+func (fc *fileConfig) serverNames() []string {
+	names := make([]string, len(fc.Servers))
+	for i, s := range fc.Servers {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// server returns the entry named name.
+func (fc *fileConfig) server(name string) (fileServer, bool) {
+	i := slices.IndexFunc(fc.Servers, func(s fileServer) bool { return s.Name == name })
+	if i < 0 {
+		return fileServer{}, false
+	}
+	return fc.Servers[i], true
+}
+
+// topology returns the servers and links as a herd.Topology.
+func (fc *fileConfig) topology() herd.Topology {
+	t := herd.Topology{Servers: fc.serverNames()}
+	for _, l := range fc.Links {
+		t.Links = append(t.Links, [2]string{l[0], l[1]})
+	}
+	return t
+}
+
+// nodeConfig builds the herd.Config of server name, without Logger, and
+// returns the notice describing its Places provider. getenv reads the
+// environment for the key and the secret.
+func (fc *fileConfig) nodeConfig(name string, getenv func(string) string) (herd.Config, string, error) {
+	s, ok := fc.server(name)
+	if !ok {
+		return herd.Config{}, "", fmt.Errorf("-name: %q is not in servers (have %s)", name, strings.Join(fc.serverNames(), ", "))
+	}
+	cfg := herd.Config{
+		Name:             s.Name,
+		Addr:             s.Addr,
+		MaxLineBytes:     fc.MaxLineBytes,
+		PeerQueue:        fc.PeerQueue,
+		MaxConns:         fc.MaxConns,
+		MaxClients:       fc.MaxClients,
+		ReplyBuffer:      fc.ReplyBuffer,
+		PlacesTimeout:    fc.parsed.placesTimeout,
+		RedialMin:        fc.parsed.redialMin,
+		RedialMax:        fc.parsed.redialMax,
+		HandshakeTimeout: fc.parsed.handshakeTimeout,
+		IdleTimeout:      fc.parsed.idleTimeout,
+		WriteTimeout:     fc.parsed.writeTimeout,
+		StateInterval:    fc.parsed.stateInterval,
+		CloseAfterReply:  fc.CloseAfterReply,
+		StateFile:        strings.ReplaceAll(fc.StateFile, namePlaceholder, s.Name),
+	}
+	if s.Listen != "" {
+		cfg.Addr = s.Listen
+	}
+	for _, p := range fc.topology().Neighbours(name) {
+		ps, _ := fc.server(p)
+		cfg.Peers = append(cfg.Peers, herd.Peer{Name: p, Addr: ps.Addr})
+	}
+	errs := &multierror.Error{ErrorFormat: listFormat}
+	switch {
+	case fc.Secret != "":
+		cfg.Secret = []byte(fc.Secret)
+	case fc.SecretEnv != "":
+		v := getenv(fc.SecretEnv)
+		if v == "" {
+			errs = multierror.Append(errs, fmt.Errorf("secret_env: environment variable %s is empty or unset", fc.SecretEnv))
+		}
+		cfg.Secret = []byte(v)
+	}
+	var p cli.Provider
+	if fc.Provider != nil {
+		p = *fc.Provider
+	}
+	places, notice, err := p.Places("provider", getenv)
+	if err != nil {
+		var me *multierror.Error
+		if errors.As(err, &me) {
+			errs = multierror.Append(errs, me.Errors...)
+		} else {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	cfg.Places = places
+	return cfg, notice, errs.ErrorOrNil()
+}
+
+// logPath returns where server name logs: the log field with {name}
+// replaced, or "" for stderr.
+func (fc *fileConfig) logPath(name string) string {
+	return strings.ReplaceAll(fc.Log, namePlaceholder, name)
+}
+
+// presetConfig builds the config of a preset herd with ports assigned in
+// the order of its servers, from port on.
+func presetConfig(preset, host string, port int) (*fileConfig, error) {
+	t, ok := herd.Presets[preset]
+	if !ok {
+		return nil, fmt.Errorf("-preset: %q is not a preset (have %s)", preset, strings.Join(presetNames(), ", "))
+	}
+	if port < 1 || port+len(t.Servers)-1 > 65535 {
+		return nil, fmt.Errorf("-port: %d: want 1 to %d, so that the %d servers get ports", port, 65536-len(t.Servers), len(t.Servers))
+	}
+	fc := &fileConfig{}
+	for i, s := range t.Servers {
+		fc.Servers = append(fc.Servers, fileServer{Name: s, Addr: net.JoinHostPort(host, strconv.Itoa(port+i))})
+	}
+	for _, l := range t.Links {
+		fc.Links = append(fc.Links, []string{l[0], l[1]})
+	}
+	return fc, nil
+}
+
+// presetNames lists herd.Presets' keys, sorted.
+func presetNames() []string {
+	var names []string
+	for k := range herd.Presets {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// format writes fc as a config file: one line per server and per link,
+// then the other fields that are set.
+func (fc *fileConfig) format() []byte {
+	var b bytes.Buffer
+	list := func(key string, n int, item func(i int) any, last bool) {
+		fmt.Fprintf(&b, "  %q: [\n", key)
+		for i := range n {
+			line, _ := json.Marshal(item(i))
+			b.WriteString("    ")
+			b.Write(line)
+			if i < n-1 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('\n')
+		}
+		b.WriteString("  ]")
+		if !last {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+	}
+	rest := *fc
+	rest.Servers, rest.Links = nil, nil
+	more, _ := json.MarshalIndent(&rest, "", "  ")
+	more = bytes.TrimSpace(more[1 : len(more)-1])
+	b.WriteString("{\n")
+	list("servers", len(fc.Servers), func(i int) any { return fc.Servers[i] }, false)
+	list("links", len(fc.Links), func(i int) any { return fc.Links[i] }, len(more) == 0)
+	if len(more) > 0 {
+		b.WriteString("  ")
+		b.Write(more)
+		b.WriteByte('\n')
+	}
+	b.WriteString("}\n")
+	return b.Bytes()
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"github.com/proxyherd/herd/client"
+)
+
+// DefaultAddr is where the client subcommands connect by default: Goloman
+// in the five-server demo.
+const DefaultAddr = "127.0.0.1:12000"
+
+// DefaultTimeout bounds a client subcommand's whole exchange by default.
+// A WHATSAT may wait for the server's Places provider (10s by default).
+const DefaultTimeout = 30 * time.Second
+
+func init() {
+	register(&command{
+		name:    "iamat",
+		args:    "[-addr HOST:PORT] [-timeout D] CLIENT LOCATION [TIME]",
+		summary: "report where a client is (IAMAT) and print the server's AT reply",
+		flags:   iamatFlags,
+	})
+}
+
+func iamatFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
+	addr := fs.String("addr", DefaultAddr, "server `address`")
+	timeout := fs.Duration("timeout", DefaultTimeout, "give up after this `duration`")
+	return func(ctx context.Context, e *env, args []string) int {
+		c := lookup("iamat")
+		if len(args) < 2 || len(args) > 3 {
+			return usageError(e, c, "want CLIENT LOCATION [TIME], got %d arguments", len(args))
+		}
+		// TIME defaults to now, with nanoseconds: 1520023934.918963997.
+		t := client.FormatTime(e.now())
+		if len(args) == 3 {
+			t = args[2]
+		}
+		return exchange(ctx, e, c, *addr, *timeout, func(ctx context.Context, conn *client.Conn) (string, error) {
+			at, err := conn.IAMATText(ctx, args[0], args[1], t)
+			return at.Line + "\n", err
+		})
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/cli"
+)
+
+// DefaultPort is the first port of a preset herd: the demo's Goloman.
+const DefaultPort = 12000
+
+func init() {
+	register(&command{
+		name:    "serve",
+		args:    "(-config FILE | -preset YEAR [-port N] [-host H]) -name NAME [flags]",
+		summary: "run one server of a herd until SIGINT or SIGTERM",
+		long: "Runs one server, from a config file or a built-in topology, until SIGINT or SIGTERM.\n" +
+			"With -preset, servers get ports from -port on in the preset's order (2018: Goloman,\n" +
+			"Hands, Holiday, Welsh, Wilkes), the Places key comes from " + cli.KeyEnv + ", and\n" +
+			"-print-config writes the equivalent config file to start from.",
+		flags: serveFlags,
+	})
+}
+
+func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
+	configPath := fs.String("config", "", "config `file` (see docs/running.md)")
+	name := fs.String("name", "", "this server's `name`")
+	preset := fs.String("preset", "", "run a built-in herd instead of a config file: `YEAR` ("+strings.Join(presetNames(), ", ")+")")
+	port := fs.Int("port", DefaultPort, "with -preset: the first server's `port`")
+	host := fs.String("host", "127.0.0.1", "with -preset: the `host` every server listens on")
+	placesURL := fs.String("places-url", "", "with -preset: Places base `URL` instead of Google's (for local fakes)")
+	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret")
+	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")
+	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
+	printConfig := fs.Bool("print-config", false, "print the config as a JSON config file and exit")
+
+	return func(ctx context.Context, e *env, args []string) int {
+		c := lookup("serve")
+		if len(args) > 0 {
+			return usageError(e, c, "unexpected arguments %q", args)
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+		var fc *fileConfig
+		switch {
+		case (*configPath == "") == (*preset == ""):
+			return usageError(e, c, "want -config or -preset (one of them)")
+		case *configPath != "":
+			for _, f := range []string{"port", "host", "places-url", "secret-env"} {
+				if set[f] {
+					return usageError(e, c, "-%s goes with -preset; with -config, set it in the file", f)
+				}
+			}
+			var err error
+			if fc, err = loadConfig(*configPath); err != nil {
+				return configError(e, err)
+			}
+		default:
+			var err error
+			if fc, err = presetConfig(*preset, *host, *port); err != nil {
+				return configError(e, err)
+			}
+			if *placesURL != "" {
+				fc.Provider = &cli.Provider{BaseURL: *placesURL}
+			}
+			fc.SecretEnv = *secretEnv
+			if err := fc.validate(); err != nil {
+				return configError(e, err)
+			}
+		}
+		if *printConfig {
+			e.stdout.Write(fc.format())
+			return exitOK
+		}
+		if *name == "" {
+			return usageError(e, c, "-name is required (one of %s)", strings.Join(fc.serverNames(), ", "))
+		}
+		cfg, notice, err := fc.nodeConfig(*name, e.getenv)
+		if err != nil {
+			return configError(e, err)
+		}
+		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
+
+		levelText := fc.LogLevel
+		if *logLevel != "" {
+			levelText = *logLevel
+		}
+		level, err := cli.ParseLevel(levelText)
+		if err != nil {
+			return usageError(e, c, "-log-level: %v", err)
+		}
+		path := fc.logPath(cfg.Name)
+		if set["log"] {
+			path = *logPath
+		}
+		logger, closeLog, err := cli.OpenLog(path, level, e.stderr)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
+			return exitFailure
+		}
+		defer closeLog()
+		cfg.Logger = logger
+
+		node, err := herd.New(cfg)
+		if err != nil {
+			return configError(e, err)
+		}
+		return serveNode(ctx, e, node, cfg, notice)
+	}
+}
+
+// serveNode runs node until ctx ends (SIGINT or SIGTERM in main) and
+// returns the exit status.
+func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, notice string) int {
+	runCtx, stopped := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- node.Run(ctx)
+		stopped()
+	}()
+	if addr, err := cli.Listening(runCtx, node); err == nil {
+		var peers []string
+		for _, p := range cfg.Peers {
+			peers = append(peers, p.Name+" "+p.Addr)
+		}
+		fmt.Fprintf(e.stdout, "%s listening on %s (neighbours: %s)\n", cfg.Name, addr, orNone(strings.Join(peers, ", ")))
+		fmt.Fprintf(e.stderr, "herd serve: %s: %s\n", cfg.Name, notice)
+	}
+	if err := <-errc; err != nil {
+		fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(e.stderr, "herd serve: %s: shut down\n", cfg.Name)
+	return exitOK
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// configError prints a configuration error, one problem per line, and
+// returns exitUsage.
+func configError(e *env, err error) int {
+	var errs []error
+	if me, ok := errors.AsType[*multierror.Error](err); ok {
+		errs = me.Errors
+	} else {
+		errs = []error{err}
+	}
+	for _, err := range errs {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintf(e.stderr, "herd serve: %s\n", line)
+		}
+	}
+	return exitUsage
+}

@@ -1,0 +1,220 @@
+// Command fivenode runs the 2018 herd (herd.Presets["2018"]) on 127.0.0.1
+// in one process: Goloman, Hands, Holiday, Welsh and Wilkes on five
+// consecutive ports, flooding client reports among themselves.
+//
+//	go run ./examples/fivenode                       # ports 12000 to 12004
+//	go run ./examples/fivenode -port 0               # five free ports
+//	go run ./examples/fivenode -log-dir logs         # logs/Goloman.log, ...
+//	go run ./examples/fivenode -places-url http://127.0.0.1:8080
+//
+// The Google API key comes from GOOGLE_MAPS_API_KEY. Without a key and
+// without -places-url the herd runs with no Places provider: WHATSAT with
+// a positive bound answers status UNKNOWN_ERROR, while "WHATSAT client 10
+// 0" still reads a server's record of a client.
+//
+// It prints where each server listens, then serves until SIGINT or
+// SIGTERM, shuts every server down and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/transport"
+	"golang.org/x/sync/errgroup"
+)
+
+// DefaultPort is Goloman's port; the others follow in preset order.
+const DefaultPort = 12000
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, a second one kills the process as usual.
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "fivenode: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage marks a usage error the flag package has already reported.
+var errUsage = errors.New("usage")
+
+// run starts the herd, serves until ctx ends, and shuts it down.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("fivenode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Int("port", DefaultPort, "first `port`: Goloman, Hands, Holiday, Welsh, Wilkes get port to port+4; 0 picks five free ports")
+	placesURL := fs.String("places-url", "", "Places base `URL` instead of Google's, e.g. a local fake")
+	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: warnings to stderr)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: fivenode [-port N] [-places-url URL] [-log-dir DIR]\n\nRuns the 2018 herd on 127.0.0.1 until SIGINT or SIGTERM. The Places key comes from %s.\n\n", cli.KeyEnv)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fivenode: unexpected arguments %q\n", fs.Args())
+		fs.Usage()
+		return errUsage
+	}
+	topo := herd.Presets["2018"]
+	if *port != 0 && (*port < 1 || *port+len(topo.Servers)-1 > 65535) {
+		fmt.Fprintf(stderr, "fivenode: -port %d: want 0, or 1 to %d\n", *port, 65536-len(topo.Servers))
+		return errUsage
+	}
+	if *placesURL != "" {
+		if err := cli.CheckBaseURL(*placesURL); err != nil {
+			fmt.Fprintf(stderr, "fivenode: -places-url: %v\n", err)
+			return errUsage
+		}
+	}
+	places, notice, err := cli.Provider{BaseURL: *placesURL}.Places("provider", getenv)
+	if err != nil {
+		return err
+	}
+	if places == nil {
+		notice = "No Places provider: WHATSAT with a positive bound needs a key. Set " + cli.KeyEnv +
+			" (or pass -places-url for a local fake); until then such WHATSATs answer status UNKNOWN_ERROR," +
+			" while WHATSAT <client> <radius> 0 still works."
+	}
+
+	// Listen on every port before starting anything: a port in use is
+	// reported at once, and with -port 0 every server knows the others'
+	// addresses before the first one dials.
+	lns, err := listenAll(ctx, topo.Servers, *port)
+	if err != nil {
+		return err
+	}
+	addrs := make(map[string]string, len(lns))
+	for i, name := range topo.Servers {
+		addrs[name] = lns[i].Addr().String()
+	}
+
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	nodes := make([]*herd.Node, len(topo.Servers))
+	for i, name := range topo.Servers {
+		logger, closeLog, err := serverLog(*logDir, name, stderr)
+		if err == nil {
+			closers = append(closers, closeLog)
+			cfg := herd.Config{
+				Name:      name,
+				Addr:      addrs[name],
+				Places:    places,
+				Logger:    logger,
+				Transport: &preListened{ln: lns[i]},
+			}
+			for _, p := range topo.Neighbours(name) {
+				cfg.Peers = append(cfg.Peers, herd.Peer{Name: p, Addr: addrs[p]})
+			}
+			nodes[i], err = herd.New(cfg)
+		}
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, n := range nodes {
+		g.Go(func() error { return n.Run(gctx) })
+	}
+	fmt.Fprintf(stdout, "The 2018 herd:\n")
+	for _, n := range nodes {
+		addr, err := cli.Listening(gctx, n)
+		if err != nil {
+			break // a server failed; g.Wait reports it
+		}
+		fmt.Fprintf(stdout, "%s listening on %s (talks with %s)\n", n.Name(), addr, strings.Join(topo.Neighbours(n.Name()), ", "))
+	}
+	fmt.Fprintln(stdout, notice)
+	if *logDir != "" {
+		fmt.Fprintf(stdout, "Logs: %s\n", filepath.Join(*logDir, "<server>.log"))
+	}
+	fmt.Fprintf(stdout, "Stop with Ctrl-C (SIGINT) or SIGTERM.\n")
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Shut down.\n")
+	return nil
+}
+
+// listenAll opens one listener per server on 127.0.0.1, on port+i, or on
+// free ports when port is 0. On failure it closes what it opened.
+func listenAll(ctx context.Context, servers []string, port int) ([]net.Listener, error) {
+	var lc net.ListenConfig
+	lns := make([]net.Listener, 0, len(servers))
+	for i, name := range servers {
+		p := 0
+		if port != 0 {
+			p = port + i
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// serverLog returns the logger of one server: a text log file in dir, or
+// warnings and errors to stderr when dir is empty.
+func serverLog(dir, name string, stderr io.Writer) (*slog.Logger, func() error, error) {
+	if dir == "" {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func() error { return nil }, nil
+	}
+	return cli.OpenLog(filepath.Join(dir, name+".log"), slog.LevelInfo, stderr)
+}
+
+// preListened is a herd.Transport whose Listen hands out a listener opened
+// beforehand; Dial is plain TCP.
+type preListened struct {
+	transport.TCP
+	ln net.Listener
+}
+
+// Listen returns the listener opened beforehand; it is called once, from
+// Node.Start.
+func (p *preListened) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	if p.ln == nil {
+		return nil, errors.New("fivenode: listener already used")
+	}
+	ln := p.ln
+	p.ln = nil
+	return ln, nil
+}

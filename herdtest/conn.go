@@ -1,0 +1,363 @@
+package herdtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// conn is one simulated TCP connection: two endpoints and two directions.
+// ends[0] is the dialer's, ends[1] the acceptor's. The direction from
+// ends[0] has key id+">", the other id+"<".
+type conn struct {
+	id    string
+	peers bool // both ends are registered hosts (a link between servers)
+	ends  [2]endpoint
+}
+
+// endpoint is one end of a connection; it is the net.Conn its owner holds.
+//
+// Semantics follow TCP (Linux):
+//   - Write never blocks (the send buffer is unbounded). Bytes written during
+//     one settle step are delivered, in order, after a latency; with
+//     SplitWrites, in up to three pieces.
+//   - CloseWrite sends FIN after the bytes written before it. The other side
+//     reads them, then io.EOF. Writing after CloseWrite fails with EPIPE.
+//   - Close stops local reads and writes at once (net.ErrClosed). It sends
+//     FIN, or RST if unread bytes remain in the receive buffer. Bytes that
+//     later arrive at a closed endpoint are answered with RST.
+//   - A received RST (or a fault: partition, ResetConns) makes the next
+//     Read and Write fail with ECONNRESET and discards unread bytes, the
+//     harsh case of TCP, so a server that closes without lingering loses
+//     replies here too.
+//   - Deadlines are not supported (herd never sets them): the Set*Deadline
+//     methods return an error wrapping errors.ErrUnsupported.
+type endpoint struct {
+	s             *Sim
+	c             *conn
+	side          int
+	host          string // the party that owns this end
+	outKey        string
+	local, remote Addr
+	cond          sync.Cond // L is &s.mu
+
+	buf     []byte // received, not yet read
+	eof     bool   // FIN received
+	rst     bool   // reset: received RST or a fault
+	closed  bool   // Close called (or the host crashed)
+	wshut   bool   // FIN queued
+	sentRST bool
+
+	// hook, when set, is called by the driver before a data event is
+	// applied to this endpoint, without s.mu held.
+	hook func(data []byte)
+}
+
+func (e *endpoint) init(s *Sim, c *conn, side int, host, outKey string, local, remote Addr) {
+	e.s, e.c, e.side, e.host, e.outKey, e.local, e.remote = s, c, side, host, outKey, local, remote
+	e.cond.L = &s.mu
+}
+
+func (e *endpoint) peer() *endpoint { return &e.c.ends[1-e.side] }
+
+func (e *endpoint) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: "sim", Source: e.local, Addr: e.remote, Err: err}
+}
+
+// Read reads received bytes, blocking until there are some, the stream
+// ended (io.EOF) or the connection failed.
+func (e *endpoint) Read(p []byte) (int, error) {
+	e.s.mu.Lock()
+	defer e.s.mu.Unlock()
+	for {
+		switch {
+		case e.closed:
+			return 0, e.opErr("read", net.ErrClosed)
+		case e.rst:
+			return 0, e.opErr("read", syscall.ECONNRESET)
+		case len(e.buf) > 0:
+			n := copy(p, e.buf)
+			e.buf = e.buf[n:]
+			if len(e.buf) == 0 {
+				e.buf = nil
+			}
+			return n, nil
+		case e.eof:
+			return 0, io.EOF
+		case len(p) == 0:
+			return 0, nil
+		}
+		e.cond.Wait()
+	}
+}
+
+// Write queues p for delivery; it never blocks.
+func (e *endpoint) Write(p []byte) (int, error) {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case e.closed:
+		return 0, e.opErr("write", net.ErrClosed)
+	case e.rst:
+		return 0, e.opErr("write", syscall.ECONNRESET)
+	case e.wshut:
+		return 0, e.opErr("write", syscall.EPIPE)
+	}
+	if len(p) > 0 {
+		ob := s.outboxOf(e)
+		ob.data = append(ob.data, p...)
+	}
+	return len(p), nil
+}
+
+// CloseWrite sends FIN after everything written so far.
+func (e *endpoint) CloseWrite() error {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case e.closed:
+		return e.opErr("close", net.ErrClosed)
+	case e.rst:
+		return e.opErr("close", syscall.ECONNRESET)
+	case e.wshut:
+		return nil
+	}
+	e.wshut = true
+	ob := s.outboxOf(e)
+	ob.terms = append(ob.terms, kindFIN)
+	return nil
+}
+
+// Close closes the endpoint.
+func (e *endpoint) Close() error {
+	e.s.mu.Lock()
+	defer e.s.mu.Unlock()
+	if e.closed {
+		return e.opErr("close", net.ErrClosed)
+	}
+	e.closeLocked()
+	return nil
+}
+
+// closeLocked closes the endpoint: FIN, or RST if unread bytes remain.
+// s.mu must be held.
+func (e *endpoint) closeLocked() {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if !e.rst {
+		switch {
+		case len(e.buf) > 0:
+			e.sendRST()
+		case !e.wshut:
+			e.wshut = true
+			ob := e.s.outboxOf(e)
+			ob.terms = append(ob.terms, kindFIN)
+		}
+	}
+	e.buf = nil
+	e.cond.Broadcast()
+	e.s.maybeForget(e.c)
+}
+
+// abort closes the endpoint with RST, as a listener closing with a
+// connection in its backlog does. s.mu must be held.
+func (e *endpoint) abort() {
+	if e.closed {
+		return
+	}
+	if !e.rst {
+		e.sendRST()
+	}
+	e.closed = true
+	e.buf = nil
+	e.cond.Broadcast()
+	e.s.maybeForget(e.c)
+}
+
+func (e *endpoint) sendRST() {
+	if e.sentRST {
+		return
+	}
+	e.sentRST = true
+	ob := e.s.outboxOf(e)
+	ob.terms = append(ob.terms, kindRST)
+}
+
+// reset is a fault: the connection is gone, silently, on this side.
+// s.mu must be held.
+func (e *endpoint) reset() {
+	if e.closed || e.rst {
+		return
+	}
+	e.rst = true
+	e.buf = nil
+	e.cond.Broadcast()
+}
+
+// receive applies a data, FIN or RST event to the endpoint. s.mu must be
+// held.
+func (e *endpoint) receive(ev *event) {
+	s := e.s
+	dead := e.closed || e.rst
+	switch ev.kind {
+	case kindData:
+		s.stats.Bytes += int64(len(ev.data))
+		verb := "data"
+		if dead {
+			verb = "data-dropped"
+		}
+		s.trace.add(s.now, ev.key, verb, strconv.Quote(string(ev.data)))
+		if dead {
+			if e.closed && !e.rst {
+				e.sendRST() // bytes for a closed socket: the sender gets RST
+			}
+			return
+		}
+		e.buf = append(e.buf, ev.data...)
+	case kindFIN:
+		s.trace.add(s.now, ev.key, "fin", "")
+		if dead {
+			return
+		}
+		e.eof = true
+	case kindRST:
+		s.trace.add(s.now, ev.key, "rst", "")
+		if dead {
+			return
+		}
+		e.rst = true
+		e.buf = nil
+	}
+	e.cond.Broadcast()
+	s.maybeForget(e.c)
+}
+
+// LocalAddr returns the endpoint's address.
+func (e *endpoint) LocalAddr() net.Addr { return e.local }
+
+// RemoteAddr returns the other endpoint's address.
+func (e *endpoint) RemoteAddr() net.Addr { return e.remote }
+
+var errNoDeadlines = fmt.Errorf("herdtest: simulated connections have no deadlines (herd uses Clock.AfterFunc and Close): %w", errors.ErrUnsupported)
+
+// SetDeadline is not supported.
+func (e *endpoint) SetDeadline(time.Time) error { return errNoDeadlines }
+
+// SetReadDeadline is not supported.
+func (e *endpoint) SetReadDeadline(time.Time) error { return errNoDeadlines }
+
+// SetWriteDeadline is not supported.
+func (e *endpoint) SetWriteDeadline(time.Time) error { return errNoDeadlines }
+
+// String names the connection and side, for logs.
+func (e *endpoint) String() string { return e.outKey }
+
+// maybeForget drops c from the live set once neither end can send or
+// receive. s.mu must be held.
+func (s *Sim) maybeForget(c *conn) {
+	a, b := &c.ends[0], &c.ends[1]
+	if (a.closed || a.rst) && (b.closed || b.rst) {
+		s.forget(c)
+	}
+}
+
+func (s *Sim) forget(c *conn) { delete(s.conns, c.id) }
+
+// outbox holds what one endpoint wrote during the current settle step.
+type outbox struct {
+	from  *endpoint
+	data  []byte
+	terms []kind // FIN and RST, after the data
+}
+
+func (s *Sim) outboxOf(e *endpoint) *outbox {
+	ob := s.outbox[e.outKey]
+	if ob == nil {
+		ob = &outbox{from: e}
+		s.outbox[e.outKey] = ob
+	}
+	return ob
+}
+
+// flush turns the step's outboxes into delivery events, in key order.
+// s.mu must be held.
+func (s *Sim) flush() {
+	if len(s.outbox) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(s.outbox))
+	for k := range s.outbox {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ob := s.outbox[k]
+		if len(ob.data) > 0 {
+			if ob.from.c.peers {
+				s.stats.PeerRecords += countRecords(ob.data)
+			}
+			s.transmit(ob.from, kindData, ob.data)
+		}
+		for _, t := range ob.terms {
+			s.transmit(ob.from, t, nil)
+		}
+	}
+	clear(s.outbox)
+}
+
+// transmit schedules delivery of one data, FIN or RST to the other end of
+// from, after a latency drawn from the direction's stream and never before
+// what was sent earlier on it. s.mu must be held.
+func (s *Sim) transmit(from *endpoint, k kind, data []byte) {
+	to := from.peer()
+	key := from.outKey
+	r := s.rng(key)
+	lat := s.latency(from.host, to.host)
+	pieces := [][]byte{data}
+	if k == kindData && s.opts.SplitWrites && len(data) > 1 {
+		cuts := make([]int, r.IntN(3))
+		for i := range cuts {
+			cuts[i] = 1 + r.IntN(len(data)-1)
+		}
+		slices.Sort(cuts)
+		cuts = slices.Compact(cuts)
+		pieces = pieces[:0]
+		prev := 0
+		for _, c := range cuts {
+			pieces = append(pieces, data[prev:c])
+			prev = c
+		}
+		pieces = append(pieces, data[prev:])
+	}
+	for _, p := range pieces {
+		at := max(s.now+lat.draw(r), s.last[key])
+		s.last[key] = at
+		s.schedule(&event{at: at, key: key, kind: k, ep: to, data: p})
+	}
+}
+
+// countRecords counts the lines of b that are AT records.
+func countRecords(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		if len(b) >= 3 && string(b[:3]) == "AT " {
+			n++
+		}
+		i := slices.Index(b, '\n')
+		if i < 0 {
+			break
+		}
+		b = b[i+1:]
+	}
+	return n
+}

@@ -335,17 +335,18 @@ func formatFloat(f float64) string {
 }
 
 // endpointURL joins base (def when empty) with path. base must be an
-// absolute http or https URL without query or fragment.
+// absolute http or https URL without query or fragment; other bases are a
+// permanentError.
 func endpointURL(base, def, path string) (*url.URL, error) {
 	if base == "" {
 		base = def
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return nil, fmt.Errorf("invalid BaseURL %q: %v", base, err)
+		return nil, permanentError{fmt.Errorf("invalid BaseURL %q: %v", base, err)}
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("invalid BaseURL %q: want http(s)://host[/prefix]", base)
+		return nil, permanentError{fmt.Errorf("invalid BaseURL %q: want http(s)://host[/prefix]", base)}
 	}
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	u.RawPath = ""

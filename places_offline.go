@@ -223,7 +223,7 @@ func describeJSONError(data []byte, err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		line, col := lineCol(data, se.Offset)
+		line, col := lineCol(data, se.Offset-1) // Offset is just past the bad byte
 		return fmt.Sprintf("line %d, column %d: %s", line, col, se.Error())
 	case errors.As(err, &te):
 		field := te.Field
@@ -237,7 +237,8 @@ func describeJSONError(data []byte, err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-// lineCol converts a byte offset into data to a 1-based line and column.
+// lineCol returns the 1-based line and column of the byte at offset in
+// data.
 func lineCol(data []byte, offset int64) (line, col int) {
 	offset = min(max(offset, 0), int64(len(data)))
 	before := data[:offset]

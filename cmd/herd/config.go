@@ -30,9 +30,11 @@ const maxConfigBytes = 1 << 20
 // fileConfig is the JSON config file. Durations are strings such as "10s"
 // or "250ms"; zero values mean herd's defaults.
 type fileConfig struct {
-	Servers  []fileServer  `json:"servers,omitempty"`
-	Links    [][]string    `json:"links,omitempty"`
-	Provider *cli.Provider `json:"provider,omitempty"`
+	Servers []fileServer `json:"servers,omitempty"`
+	Links   [][]string   `json:"links,omitempty"`
+	// Provider is decoded on its own (see validate), so that its errors
+	// name it.
+	Provider json.RawMessage `json:"provider,omitempty"`
 
 	Secret    string `json:"secret,omitempty"`
 	SecretEnv string `json:"secret_env,omitempty"`
@@ -58,7 +60,8 @@ type fileConfig struct {
 	Log      string `json:"log,omitempty"`
 	LogLevel string `json:"log_level,omitempty"`
 
-	parsed parsedDurations // filled in by validate
+	parsed   parsedDurations // filled in by validate
+	provider cli.Provider    // Provider, decoded by validate
 }
 
 // parsedDurations holds the duration fields once validate has parsed them.
@@ -188,13 +191,7 @@ func prefixErrors(prefix string, err error) error {
 }
 
 // listFormat writes one error per line.
-func listFormat(es []error) string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+var listFormat = cli.ListFormat
 
 // validate checks every field, reporting every problem at once, each
 // naming its field as it is spelled in the file.
@@ -258,16 +255,15 @@ func (fc *fileConfig) validate() error {
 		}
 		seen[key] = i
 	}
-	if fc.Provider != nil {
-		// Only the form is checked here; the key is looked up when a
-		// server starts, in its own environment.
-		p := *fc.Provider
-		if _, _, err := p.Places("provider", func(string) string { return "x" }); err != nil {
-			var me *multierror.Error
-			if errors.As(err, &me) {
-				errs = multierror.Append(errs, me.Errors...)
+	if len(fc.Provider) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(fc.Provider))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&fc.provider); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				bad("provider."+strings.TrimPrefix(te.Field, "PlacesConfig."), "must be %s, not %s", jsonKind(te.Type), te.Value)
 			} else {
-				errs = multierror.Append(errs, err)
+				bad("provider", "%s", strings.TrimPrefix(err.Error(), "json: "))
 			}
 		}
 	}
@@ -385,13 +381,14 @@ func (fc *fileConfig) topology() herd.Topology {
 	return t
 }
 
-// nodeConfig builds the herd.Config of server name, without Logger, and
-// returns the notice describing its Places provider. getenv reads the
-// environment for the key and the secret.
-func (fc *fileConfig) nodeConfig(name string, getenv func(string) string) (herd.Config, string, error) {
+// nodeConfig builds the herd.Config of server name, without Logger, with
+// its Places provider, which the caller closes after the node. getenv
+// reads the environment for the key and the secret; names names the
+// provider's fields in errors (see cli.Provider.Places).
+func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names func(string) string) (herd.Config, *herd.Frugal, error) {
 	s, ok := fc.server(name)
 	if !ok {
-		return herd.Config{}, "", fmt.Errorf("-name: %q is not in servers (have %s)", name, strings.Join(fc.serverNames(), ", "))
+		return herd.Config{}, nil, fmt.Errorf("-name: %q is not in servers (have %s)", name, strings.Join(fc.serverNames(), ", "))
 	}
 	cfg := herd.Config{
 		Name:             s.Name,
@@ -429,11 +426,7 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string) (herd.
 		}
 		cfg.Secret = []byte(v)
 	}
-	var p cli.Provider
-	if fc.Provider != nil {
-		p = *fc.Provider
-	}
-	places, notice, err := p.Places("provider", getenv)
+	places, err := fc.provider.Places(getenv, names)
 	if err != nil {
 		var me *multierror.Error
 		if errors.As(err, &me) {
@@ -442,8 +435,14 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string) (herd.
 			errs = multierror.Append(errs, err)
 		}
 	}
+	if err := errs.ErrorOrNil(); err != nil {
+		if places != nil {
+			places.Close()
+		}
+		return herd.Config{}, nil, err
+	}
 	cfg.Places = places
-	return cfg, notice, errs.ErrorOrNil()
+	return cfg, places, nil
 }
 
 // logPath returns where server name logs: the log field with {name}

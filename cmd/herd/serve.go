@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,7 +35,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	preset := fs.String("preset", "", "run a built-in herd instead of a config file: `YEAR` ("+strings.Join(presetNames(), ", ")+")")
 	port := fs.Int("port", DefaultPort, "with -preset: the first server's `port`")
 	host := fs.String("host", "127.0.0.1", "with -preset: the `host` every server listens on")
-	placesURL := fs.String("places-url", "", "with -preset: Places base `URL` instead of Google's (for local fakes)")
+	placesKind := fs.String("places", "", "with -preset: Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesURL := fs.String("places-url", "", "with -preset: Google base `URL` instead of Google's own (for local fakes; needs a key, any will do)")
 	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret")
 	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
@@ -54,7 +56,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		case (*configPath == "") == (*preset == ""):
 			return usageError(e, c, "want -config or -preset (one of them)")
 		case *configPath != "":
-			for _, f := range []string{"port", "host", "places-url", "secret-env"} {
+			for _, f := range []string{"port", "host", "places", "places-url", "secret-env"} {
 				if set[f] {
 					return usageError(e, c, "-%s goes with -preset; with -config, set it in the file", f)
 				}
@@ -68,8 +70,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			if fc, err = presetConfig(*preset, *host, *port); err != nil {
 				return configError(e, err)
 			}
-			if *placesURL != "" {
-				fc.Provider = &cli.Provider{BaseURL: *placesURL}
+			if *placesKind != "" || *placesURL != "" {
+				fc.Provider, _ = json.Marshal(cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: *placesKind, BaseURL: *placesURL}})
 			}
 			fc.SecretEnv = *secretEnv
 			if err := fc.validate(); err != nil {
@@ -83,10 +85,18 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		if *name == "" {
 			return usageError(e, c, "-name is required (one of %s)", strings.Join(fc.serverNames(), ", "))
 		}
-		cfg, notice, err := fc.nodeConfig(*name, e.getenv)
+		names := cli.JSONNames("provider")
+		if *preset != "" {
+			names = presetFlagNames
+		}
+		cfg, places, err := fc.nodeConfig(*name, e.getenv, names)
 		if err != nil {
+			if _, multi := errors.AsType[*multierror.Error](err); multi && *configPath != "" {
+				err = prefixErrors(*configPath, err)
+			}
 			return configError(e, err)
 		}
+		defer places.Close() // after the node has closed
 		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
 
 		levelText := fc.LogLevel
@@ -113,7 +123,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		if err != nil {
 			return configError(e, err)
 		}
-		return serveNode(ctx, e, node, cfg, notice)
+		return serveNode(ctx, e, node, cfg, "Places: "+places.String())
 	}
 }
 
@@ -140,6 +150,19 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 	}
 	fmt.Fprintf(e.stderr, "herd serve: %s: shut down\n", cfg.Name)
 	return exitOK
+}
+
+// presetFlagNames names the provider's fields as serve's flags in preset mode.
+func presetFlagNames(field string) string {
+	switch field {
+	case "Kind":
+		return "-places"
+	case "BaseURL":
+		return "-places-url"
+	case "Key":
+		return "key"
+	}
+	return field
 }
 
 func orNone(s string) string {

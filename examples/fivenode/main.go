@@ -7,10 +7,12 @@
 //	go run ./examples/fivenode -log-dir logs         # logs/Goloman.log, ...
 //	go run ./examples/fivenode -places-url http://127.0.0.1:8080
 //
-// The Google API key comes from GOOGLE_MAPS_API_KEY. Without a key and
-// without -places-url the herd runs with no Places provider: WHATSAT with
-// a positive bound answers status UNKNOWN_ERROR, while "WHATSAT client 10
-// 0" still reads a server's record of a client.
+// The Google API key comes from GOOGLE_MAPS_API_KEY. With a key, WHATSAT
+// asks Google's Places API (New) (-places legacy picks the legacy Nearby
+// Search); without one, the herd answers from herd's built-in offline
+// catalogue of places around UCLA, so the demo works with no network at
+// all. -places-url sends the Google requests to a local fake instead (a
+// key is still required; any value will do).
 //
 // It prints where each server listens, then serves until SIGINT or
 // SIGTERM, shuts every server down and exits 0.
@@ -64,10 +66,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs := flag.NewFlagSet("fivenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", DefaultPort, "first `port`: Goloman, Hands, Holiday, Welsh, Wilkes get port to port+4; 0 picks five free ports")
-	placesURL := fs.String("places-url", "", "Places base `URL` instead of Google's, e.g. a local fake")
+	placesKind := fs.String("places", "", "Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesURL := fs.String("places-url", "", "Google base `URL` instead of Google's own, e.g. a local fake (needs a key; any will do)")
 	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: warnings to stderr)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: fivenode [-port N] [-places-url URL] [-log-dir DIR]\n\nRuns the 2018 herd on 127.0.0.1 until SIGINT or SIGTERM. The Places key comes from %s.\n\n", cli.KeyEnv)
+		fmt.Fprintf(stderr, "usage: fivenode [-port N] [-places KIND] [-places-url URL] [-log-dir DIR]\n\nRuns the 2018 herd on 127.0.0.1 until SIGINT or SIGTERM. The Places key comes from %s.\n\n", cli.KeyEnv)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -86,21 +89,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "fivenode: -port %d: want 0, or 1 to %d\n", *port, 65536-len(topo.Servers))
 		return errUsage
 	}
-	if *placesURL != "" {
-		if err := cli.CheckBaseURL(*placesURL); err != nil {
-			fmt.Fprintf(stderr, "fivenode: -places-url: %v\n", err)
-			return errUsage
-		}
-	}
-	places, notice, err := cli.Provider{BaseURL: *placesURL}.Places("provider", getenv)
+	places, err := placesFor(*placesKind, *placesURL, getenv)
 	if err != nil {
-		return err
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "fivenode: %s\n", line)
+		}
+		return errUsage
 	}
-	if places == nil {
-		notice = "No Places provider: WHATSAT with a positive bound needs a key. Set " + cli.KeyEnv +
-			" (or pass -places-url for a local fake); until then such WHATSATs answer status UNKNOWN_ERROR," +
-			" while WHATSAT <client> <radius> 0 still works."
+	placesNote := ""
+	if *placesKind == "" && getenv(cli.KeyEnv) == "" {
+		placesNote = " (set " + cli.KeyEnv + " for Google's Places API (New))"
 	}
+	defer places.Close() // after the nodes, which run returns only once closed
 
 	// Listen on every port before starting anything: a port in use is
 	// reported at once, and with -port 0 every server knows the others'
@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		fmt.Fprintf(stdout, "%s listening on %s (talks with %s)\n", n.Name(), addr, strings.Join(topo.Neighbours(n.Name()), ", "))
 	}
-	fmt.Fprintln(stdout, notice)
+	fmt.Fprintf(stdout, "Places: %s%s\n", places, placesNote)
 	if *logDir != "" {
 		fmt.Fprintf(stdout, "Logs: %s\n", filepath.Join(*logDir, "<server>.log"))
 	}
@@ -217,4 +217,22 @@ func (p *preListened) Listen(ctx context.Context, addr string) (net.Listener, er
 	ln := p.ln
 	p.ln = nil
 	return ln, nil
+}
+
+// placesFor builds the Places provider from the -places and -places-url
+// flags and the key in the environment. Provider choice itself is
+// cli.Provider.Places, shared with cmd/herd.
+func placesFor(kind, baseURL string, getenv func(string) string) (*herd.Frugal, error) {
+	p := cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: kind, BaseURL: baseURL}}
+	return p.Places(getenv, func(field string) string {
+		switch field {
+		case "Kind":
+			return "-places"
+		case "BaseURL":
+			return "-places-url"
+		case "Key":
+			return "key"
+		}
+		return field
+	})
 }

@@ -6,13 +6,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
@@ -23,107 +24,104 @@ import (
 // a configuration names none.
 const KeyEnv = "GOOGLE_MAPS_API_KEY"
 
-// Provider kinds.
-const (
-	// KindAuto (the empty kind) picks Google's legacy Nearby Search when a
-	// key or a base URL is at hand, and no provider otherwise.
-	KindAuto = ""
-	// KindNone runs without a provider: WHATSAT with a positive bound
-	// answers status UNKNOWN_ERROR.
-	KindNone = "none"
-	// KindGoogle is Google's legacy Nearby Search ([herd.GoogleLegacy]).
-	KindGoogle = "google"
-)
-
 // Provider says which Places provider answers WHATSAT. It is the
 // "provider" object of a herd config file, and what the demo's flags
-// build.
+// build: [herd.PlacesConfig] (kind, key, base_url, catalogue, cache and
+// retry settings) plus key_env, so that keys need not be written in files.
 type Provider struct {
-	// Kind is "" (auto), "none" or "google".
-	Kind string `json:"kind,omitempty"`
-	// Key is the API key itself. Prefer KeyEnv: config files get copied.
-	Key string `json:"key,omitempty"`
-	// KeyEnv names the environment variable holding the key; empty
-	// means GOOGLE_MAPS_API_KEY. At most one of Key and KeyEnv is set.
+	herd.PlacesConfig
+	// KeyEnv names the environment variable holding the key when Key is
+	// empty; empty means GOOGLE_MAPS_API_KEY. At most one of Key and
+	// KeyEnv is set.
 	KeyEnv string `json:"key_env,omitempty"`
-	// BaseURL replaces the provider's base URL (scheme, host and an
-	// optional path prefix), for local fakes and proxies. With a base
-	// URL the key may be empty.
-	BaseURL string `json:"base_url,omitempty"`
 }
 
-// NoProviderNotice tells a person at a terminal what runs without a
-// provider.
-const NoProviderNotice = "no Places provider: WHATSAT with a positive bound needs a Google API key " +
-	"(set " + KeyEnv + ", or point the server at a local fake with a base URL) and answers " +
-	"status UNKNOWN_ERROR until it has one; \"WHATSAT <client> <radius> 0\" works without one"
-
-// Places checks p and returns the provider it describes, or nil for none,
-// with a one-line description for the person starting the server (never
-// containing the key). getenv reads the environment (os.Getenv; tests
-// pass their own). Errors name the offending field as field+".kind" and
-// so on, and are all reported at once.
-func (p Provider) Places(field string, getenv func(string) string) (herd.PlacesClient, string, error) {
-	var errs *multierror.Error
-	bad := func(name, format string, args ...any) {
-		errs = multierror.Append(errs, fmt.Errorf("%s.%s: %s", field, name, fmt.Sprintf(format, args...)))
-	}
-	switch p.Kind {
-	case KindAuto, KindNone, KindGoogle:
-	default:
-		bad("kind", "%q is not a provider (want %q, %q or empty for automatic)", p.Kind, KindNone, KindGoogle)
-	}
-	if p.Key != "" && p.KeyEnv != "" {
-		bad("key", "set key or key_env, not both")
-	}
-	if p.BaseURL != "" {
-		if err := CheckBaseURL(p.BaseURL); err != nil {
-			bad("base_url", "%v", err)
-		}
-	}
+// Places resolves the key (Key, else the variable KeyEnv names, read with
+// getenv) and builds the provider with [herd.NewPlaces]: with the default
+// kind, Google's Places API (New) when there is a key and the built-in
+// offline catalogue otherwise. The result's String describes it for the
+// person starting the server, never with the key; close it after the
+// nodes that use it.
+//
+// Errors name fields as the user wrote them: name maps a
+// [herd.PlacesConfig] field name ("Kind", "BaseURL", ...) to a config-file
+// key or a flag (see [JSONNames]). Every problem is reported at once.
+func (p Provider) Places(getenv func(string) string, name func(field string) string) (*herd.Frugal, error) {
+	cfg := p.PlacesConfig
 	env := p.KeyEnv
 	if env == "" {
 		env = KeyEnv
 	}
-	key := p.Key
-	if key == "" {
-		key = getenv(env)
+	errs := &multierror.Error{ErrorFormat: ListFormat}
+	if cfg.Key != "" && p.KeyEnv != "" {
+		errs = multierror.Append(errs, fmt.Errorf("%s: set it or %s, not both", name("Key"), name("KeyEnv")))
 	}
-	if p.Kind == KindGoogle && key == "" && p.BaseURL == "" {
-		if p.KeyEnv != "" {
-			bad("key_env", "environment variable %s is empty or unset", env)
+	if cfg.Key == "" {
+		cfg.Key = getenv(env)
+	}
+	f, err := herd.NewPlaces(cfg, nil)
+	if err != nil {
+		var me *multierror.Error
+		if errors.As(err, &me) {
+			for _, e := range me.Errors {
+				errs = multierror.Append(errs, p.renameField(e, name, env))
+			}
 		} else {
-			bad("key", "no API key: set key_env (default %s) or key", KeyEnv)
+			errs = multierror.Append(errs, p.renameField(err, name, env))
 		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {
-		return nil, "", err
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
 	}
-	if p.Kind == KindNone || (p.Kind == KindAuto && key == "" && p.BaseURL == "") {
-		return nil, NoProviderNotice, nil
-	}
-	g := herd.GoogleLegacy{BaseURL: p.BaseURL, Key: key}
-	desc := "Places: Google Nearby Search (legacy)"
-	if p.BaseURL != "" {
-		desc += " at " + p.BaseURL
-	}
-	if key == "" {
-		desc += ", no API key"
-	}
-	return g, desc, nil
+	return f, nil
 }
 
-// CheckBaseURL accepts a provider base URL: an absolute http or https URL
-// without user info, query or fragment.
-func CheckBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
+// ListFormat formats a multierror with one error per line and no header.
+func ListFormat(es []error) string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q: want http(s)://host[:port][/prefix]", s)
+	return strings.Join(lines, "\n")
+}
+
+// renameField rewrites herd's "herd: invalid config: Field: problem" as
+// "name(Field): problem", and says where a missing key was looked for.
+func (p Provider) renameField(err error, name func(string) string, env string) error {
+	msg := strings.TrimPrefix(err.Error(), herd.ErrInvalidConfig.Error()+": ")
+	field, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(field, " \t") {
+		return errors.New(msg)
 	}
-	return nil
+	if field == "Key" && p.Key == "" {
+		rest += " (the key comes from $" + env + ", which is empty or unset)"
+	}
+	return fmt.Errorf("%s: %s", name(field), rest)
+}
+
+// JSONNames returns the field namer for a config file: a
+// [herd.PlacesConfig] or [Provider] field becomes prefix+"."+its JSON key
+// ("BaseURL" becomes "provider.base_url").
+func JSONNames(prefix string) func(string) string {
+	keys := map[string]string{}
+	for _, t := range []reflect.Type{reflect.TypeFor[herd.PlacesConfig](), reflect.TypeFor[Provider]()} {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" && tag != "-" {
+				keys[f.Name] = tag
+			}
+		}
+	}
+	return func(field string) string {
+		k, ok := keys[field]
+		if !ok {
+			k = field
+		}
+		return prefix + "." + k
+	}
 }
 
 // OpenLog returns a text logger writing to path at level, and a function

@@ -2,6 +2,7 @@ package herd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -60,6 +61,9 @@ func (s *session) serve() string {
 			case err == io.EOF:
 				return "client closed"
 			default:
+				if _, isTLS := s.c.(*tls.Conn); isTLS && first {
+					n.log.LogAttrs(n.ctx, slog.LevelWarn, "TLS handshake failed", slog.String("conn", s.id), slog.String("err", err.Error()))
+				}
 				return "read: " + err.Error()
 			}
 		}

@@ -153,6 +153,12 @@ type Config struct {
 	// over fresh nonces from both sides and both names. Without it peers
 	// are identified by name only.
 	Secret []byte
+	// RequirePeerCert refuses a peer link unless it runs over TLS (see
+	// package transport) and the other side presented a verified
+	// certificate that names the peer (DNS SAN or common name). With a
+	// server TLS config of ClientAuth tls.VerifyClientCertIfGiven this is
+	// mutual TLS between servers while clients need no certificate.
+	RequirePeerCert bool
 
 	// Transport opens listeners and connections; nil means plain TCP.
 	Transport Transport

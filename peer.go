@@ -18,6 +18,7 @@ package herd
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -123,6 +124,9 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	case len(nonceD) != 2*nonceBytes:
 		return s.refuse(dialer, hello, "malformed nonce")
 	}
+	if err := n.checkPeerCert(s, dialer); err != nil {
+		return s.refuse(dialer, hello, err.Error())
+	}
 	nonceA := nonce(n.stream("accept/" + s.id))
 	if err := s.send(fmt.Sprintf("HERD-OK %s %s %s", n.cfg.Name, nonceA, handshakeMAC(n.cfg.Secret, "accept", dialer, acceptor, nonceD, nonceA))); err != nil {
 		return "handshake: " + err.Error()
@@ -144,6 +148,27 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	}
 	stop()
 	return n.runLink(s, dialer)
+}
+
+// checkPeerCert enforces Config.RequirePeerCert: the connection must be
+// TLS with a verified certificate that names peer.
+func (n *Node) checkPeerCert(s *session, peer string) error {
+	if !n.cfg.RequirePeerCert {
+		return nil
+	}
+	tc, ok := s.c.(*tls.Conn)
+	if !ok {
+		return errors.New("peer link is not TLS but RequirePeerCert is set")
+	}
+	state := tc.ConnectionState()
+	if len(state.VerifiedChains) == 0 || len(state.PeerCertificates) == 0 {
+		return errors.New("no verified certificate")
+	}
+	cert := state.PeerCertificates[0]
+	if cert.Subject.CommonName == peer || slices.Contains(cert.DNSNames, peer) {
+		return nil
+	}
+	return fmt.Errorf("certificate names %q %v, not %q", cert.Subject.CommonName, cert.DNSNames, peer)
 }
 
 // errRefused marks a handshake the other side refused.
@@ -170,6 +195,9 @@ func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 	}
 	if nf != 4 || string(f[1]) != p.Name {
 		return false, fmt.Errorf("%w: answer %q is not from %s", errRefused, line, p.Name)
+	}
+	if err := n.checkPeerCert(s, p.Name); err != nil {
+		return false, fmt.Errorf("%w: %v", errRefused, err)
 	}
 	nonceA := string(f[2])
 	want := handshakeMAC(n.cfg.Secret, "accept", n.cfg.Name, p.Name, nonceD, nonceA)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,9 +123,8 @@ func parseConfig(data []byte) (*fileConfig, error) {
 	if err := dec.Decode(&fc); err != nil {
 		return nil, jsonError(data, err)
 	}
-	if _, err := dec.Token(); err == nil {
-		off := dec.InputOffset()
-		return nil, fmt.Errorf("%s: unexpected data after the config object", position(data, off))
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return nil, fmt.Errorf("%s: unexpected data after the config object", position(data, int64(len(data)-len(rest))))
 	}
 	if err := fc.validate(); err != nil {
 		return nil, err
@@ -138,13 +138,15 @@ func jsonError(data []byte, err error) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return fmt.Errorf("%s: %s", position(data, se.Offset), strings.TrimPrefix(se.Error(), "json: "))
+		// Offset counts the offending byte.
+		return fmt.Errorf("%s: %s", position(data, se.Offset-1), strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
 			field = "the config"
 		}
-		return fmt.Errorf("%s: %s must be %s, not %s", position(data, te.Offset), field, jsonKind(te.Type), te.Value)
+		// Offset is just past the value: point at its last byte.
+		return fmt.Errorf("%s: %s must be %s, not %s", position(data, te.Offset-1), field, jsonKind(te.Type), te.Value)
 	case errors.Is(err, io.EOF):
 		return errors.New("empty file: want a JSON object")
 	}
@@ -153,6 +155,9 @@ func jsonError(data []byte, err error) error {
 
 // jsonKind names the JSON form of a Go type.
 func jsonKind(t reflect.Type) string {
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		return "a string"
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
@@ -168,11 +173,12 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
-// position renders a byte offset as line:column (both from 1).
-func position(data []byte, off int64) string {
-	off = min(max(off, 0), int64(len(data)))
-	line := 1 + bytes.Count(data[:off], []byte("\n"))
-	col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
+// position renders the place of the byte at index i as line:column
+// (both from 1).
+func position(data []byte, i int64) string {
+	i = min(max(i, 0), int64(len(data)))
+	line := 1 + bytes.Count(data[:i], []byte("\n"))
+	col := i - int64(bytes.LastIndexByte(data[:i], '\n'))
 	return fmt.Sprintf("%d:%d", line, col)
 }
 

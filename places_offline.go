@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Place is one entry of a [Catalogue].
@@ -391,7 +392,7 @@ func (c *Catalogue) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	})
 	hits = hits[:min(len(hits), bound)]
 
-	var w googleWriter
+	w := googleWriter{b: make([]byte, 0, 128+512*len(hits))}
 	w.raw("{\n")
 	w.member(1, "html_attributions")
 	w.raw("[],\n")
@@ -451,14 +452,61 @@ func (w *googleWriter) member(level int, name string) {
 	w.raw(" : ")
 }
 
-// str writes s as a JSON string, escaping only what JSON requires (no
-// HTML escaping, as Google does).
-func (w *googleWriter) str(s string) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes; invalid UTF-8 becomes U+FFFD
-	w.b = append(w.b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+// str writes s as a JSON string, escaping as encoding/json does without
+// HTML escaping (Google does not escape <, > and & either): invalid UTF-8
+// becomes U+FFFD.
+func (w *googleWriter) str(s string) { w.b = appendJSONString(w.b, s) }
+
+// appendJSONString appends s to b as a JSON string, byte for byte as
+// encoding/json writes it with SetEscapeHTML(false).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // place writes one result at the depth of the results array's elements.

@@ -1,6 +1,7 @@
 package herd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -490,9 +491,9 @@ func TestCatalogueConcurrent(t *testing.T) {
 	c := DefaultCatalogue()
 	want, _ := c.Nearby(t.Context(), provQuery(3000, 20))
 	var wg sync.WaitGroup
-	for range 16 {
+	for range 8 {
 		wg.Go(func() {
-			for range 50 {
+			for range 20 {
 				got, err := c.Nearby(context.Background(), provQuery(3000, 20))
 				if err != nil || string(got) != string(want) {
 					t.Errorf("concurrent answer differs: %v", err)
@@ -502,4 +503,29 @@ func TestCatalogueConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// FuzzCatalogueJSONString checks the catalogue's string writer against
+// encoding/json without HTML escaping.
+func FuzzCatalogueJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", `q"b\s`, "\x00\x01\x1f\x7f", "\b\f\n\r\t", "<>&", "\u2028\u2029", "é☕😀", "bad \xff\xfe utf8 \xe2\x82", "\ufffd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		enc.Encode(s)
+		if got := appendJSONString(nil, s); string(got) != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want.String())
+		}
+	})
+}
+
+func BenchmarkCatalogueNearby(b *testing.B) {
+	c := DefaultCatalogue()
+	q := provQuery(10000, 5)
+	for b.Loop() {
+		c.Nearby(context.Background(), q)
+	}
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proxyherd/herd/client"
+)
+
+// TestMain fails the run if a node or client goroutine outlives the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, leak := range []string{"client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)"} {
+			if strings.Contains(stacks, leak) {
+				fmt.Fprintf(os.Stderr, "goroutine leak: %s still running\n%s", leak, stacks)
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// output is a concurrency-safe buffer that hands out complete lines.
+type output struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines chan string
+	part  []byte
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	o.part = append(o.part, p...)
+	for {
+		i := bytes.IndexByte(o.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		o.lines <- string(o.part[:i])
+		o.part = o.part[i+1:]
+	}
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+func noEnv(string) string { return "" }
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	stdout, stderr := &output{lines: make(chan string, 100)}, &output{lines: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-port", "0"}, stdout, stderr, noEnv) }()
+
+	re := regexp.MustCompile(`^(\S+) listening on (\S+) `)
+	addrs := map[string]string{}
+	for line := range stdout.lines {
+		if m := re.FindStringSubmatch(line); m != nil {
+			addrs[m[1]] = m[2]
+		}
+		if strings.HasPrefix(line, "Stop with") {
+			break
+		}
+	}
+	if len(addrs) != 5 {
+		t.Fatalf("addresses %v; stdout:\n%s", addrs, stdout)
+	}
+	c, err := client.Dial(ctx, addrs["Wilkes"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := c.IAMATText(ctx, "kiwi", "+34.068930-118.445127", "1520023934.918963997")
+	c.Close()
+	if err != nil || !strings.HasPrefix(at.Line, "AT Wilkes +") {
+		t.Fatalf("IAMAT = %q, %v", at.Line, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if !strings.HasSuffix(stdout.String(), "Shut down.\n") || !strings.Contains(stdout.String(), "Places: offline catalogue") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	if stderr.String() != "" {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-port", "65533"}, "fivenode: -port 65533: want 0, or 1 to 65531\n"},
+		{[]string{"extra"}, "fivenode: unexpected arguments [\"extra\"]\n"},
+		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"offline\" or empty (auto)\n"},
+		{[]string{"-places-url", "http://127.0.0.1:1"}, "fivenode: -places-url: only Google kinds use it, and kind is \"offline\" because Key is empty\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tc.args, &stdout, &stderr, noEnv)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("%q: err = %v, want errUsage", tc.args, err)
+		}
+		if got, _, _ := strings.Cut(stderr.String(), "usage:"); got != tc.want {
+			t.Errorf("%q: stderr %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}

@@ -5,8 +5,13 @@ package herd
 // into the reply body (results cut to the bound, newline rules) by editing
 // its bytes, never re-marshalling; GoogleLegacy is the client for the
 // legacy Google Nearby Search. The unexported HTTP helpers at the end
-// (endpointURL, fetchJSON, readBounded, snippet) are meant to be shared by
-// other HTTP providers.
+// (endpointURL, fetchJSON, readBounded, snippet) and HTTPError are shared
+// with the other HTTP providers.
+//
+// The other providers live beside it: places_new.go (GoogleNew, the Places
+// API (New)), places_offline.go (Catalogue, offline), places_frugal.go
+// (Frugal: merging, cache, limits, retries) and places_select.go
+// (PlacesConfig and NewPlaces, which choose and wrap them).
 
 import (
 	"bytes"
@@ -308,7 +313,8 @@ func (g GoogleLegacy) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error)
 
 // String describes the provider for logs and demos, never with its key:
 // "Google Places Nearby Search (legacy)", followed by " at BaseURL" when
-// BaseURL is set.
+// BaseURL is set. Having it also keeps fmt's %v and %+v from printing
+// the key. It does not block.
 func (g GoogleLegacy) String() string {
 	return describeGoogle("Google Places Nearby Search (legacy)", g.BaseURL)
 }
@@ -422,7 +428,8 @@ type HTTPError struct {
 	Body string
 }
 
-// Error describes the response in one line: "HTTP 403 PERMISSION_DENIED:
+// Error describes the response in one line (nearby puts it in the
+// WHATSAT reply's error_message): "HTTP 403 PERMISSION_DENIED:
 // <message>" when Body is Google's error document
 // ({"error":{"code","message","status"}}), otherwise "HTTP 403 Forbidden"
 // followed by the start of the body with its white space folded.

@@ -30,13 +30,21 @@ const (
 	// DefaultPlacesCacheTTL is how long an answer is reused. Check your
 	// provider's terms before raising it: Google's allow only
 	// short-lived caching of most Places content.
-	DefaultPlacesCacheTTL     = 5 * time.Minute
+	DefaultPlacesCacheTTL = 5 * time.Minute
+	// DefaultPlacesCacheEntries bounds the number of cached answers.
 	DefaultPlacesCacheEntries = 1024
-	DefaultPlacesMaxInFlight  = 8
-	DefaultPlacesSlotWait     = 2 * time.Second
-	DefaultPlacesRetries      = 2
-	DefaultPlacesRetryMin     = 100 * time.Millisecond
-	DefaultPlacesRetryMax     = 2 * time.Second
+	// DefaultPlacesMaxInFlight caps the provider calls outstanding at
+	// once.
+	DefaultPlacesMaxInFlight = 8
+	// DefaultPlacesSlotWait bounds the wait for a provider slot.
+	DefaultPlacesSlotWait = 2 * time.Second
+	// DefaultPlacesRetries is how many times a transient failure is
+	// retried.
+	DefaultPlacesRetries = 2
+	// DefaultPlacesRetryMin and DefaultPlacesRetryMax bound the backoff
+	// between attempts.
+	DefaultPlacesRetryMin = 100 * time.Millisecond
+	DefaultPlacesRetryMax = 2 * time.Second
 )
 
 // Errors from [Frugal]; use errors.Is.
@@ -172,6 +180,10 @@ type frugalCounters struct {
 //     than wait;
 //   - transient failures are retried with capped, jittered exponential
 //     backoff, within the lookup's timeout.
+//
+// The provider is asked with the exact query of the lookup that started
+// the call; the lookups merged with it, or answered from the cache, may
+// differ from it below the fifth decimal place of the location.
 //
 // Build one with [NewFrugal] or [NewPlaces]; the zero value is not usable.
 // It is safe for concurrent use. Package herd's rules hold: all time comes
@@ -537,7 +549,10 @@ func (f *Frugal) cachePut(key string, doc []byte) {
 	}
 }
 
-// Stats returns the counters. It does not block on lookups.
+// Stats returns the counters, read atomically one by one (a snapshot
+// taken while lookups run may be off by the lookups in progress). Demos,
+// tests and metrics exporters call it from any goroutine; it does not
+// block on lookups.
 func (f *Frugal) Stats() FrugalStats {
 	f.mu.Lock()
 	n := f.lru.Len()
@@ -572,7 +587,8 @@ func (f *Frugal) Close() error {
 }
 
 // String describes the wrapped provider for logs and demos ("offline
-// catalogue (39 places)", "Google Places API (New)").
+// catalogue (39 places)", "Google Places API (New)"), using its String
+// method when it has one, and never shows a key. It does not block.
 func (f *Frugal) String() string {
 	if s, ok := f.next.(fmt.Stringer); ok {
 		return s.String()

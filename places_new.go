@@ -116,7 +116,8 @@ func newNearbyBody(q NearbyQuery) []byte {
 
 // String describes the provider for logs and demos, never with its key:
 // "Google Places API (New)", followed by " at BaseURL" when BaseURL is
-// set.
+// set. Having it also keeps fmt's %v and %+v from printing the key. It
+// does not block.
 func (g GoogleNew) String() string {
 	return describeGoogle("Google Places API (New)", g.BaseURL)
 }

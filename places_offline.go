@@ -64,9 +64,10 @@ const catalogueMaxResults = 20
 const earthRadiusMeters = 6371008.8
 
 // NewCatalogue validates places and returns a catalogue of copies of
-// them, deriving missing place IDs. Errors name the entry and field
-// ("herd: catalogue: places[3] (\"Royce Hall\"): Lat: ..."). It does no
-// I/O.
+// them, deriving missing place IDs, for programs and tests that build
+// their places in Go. Errors name the entry and field ("herd: catalogue:
+// places[3] (\"Royce Hall\"): location.lat: ..."). It does no I/O and
+// does not block.
 func NewCatalogue(places []Place) (*Catalogue, error) {
 	c := &Catalogue{source: "Go values", places: make([]Place, len(places))}
 	seen := make(map[string]int, len(places))
@@ -147,7 +148,8 @@ type catalogueEntry struct {
 // pass silently. Errors name the line and column of JSON syntax errors,
 // and the entry and member of everything else ("herd: catalogue:
 // places[3] (\"Royce Hall\"): location.lat: 91 is outside [-90, 90]").
-// It does no I/O.
+// [LoadCatalogue] calls it on a file's bytes; programs holding a catalogue
+// in memory call it directly. It does no I/O and does not block.
 func ParseCatalogue(data []byte) (*Catalogue, error) {
 	var f catalogueFile
 	if err := strictUnmarshal(data, &f); err != nil {
@@ -270,8 +272,9 @@ func jsonKind(t reflect.Type) string {
 }
 
 // LoadCatalogue reads and parses the catalogue file at path (see
-// [ParseCatalogue]). Errors name the path. It blocks on the file system
-// only.
+// [ParseCatalogue]); [NewPlaces] calls it for [PlacesConfig.Catalogue],
+// once, at start-up. Errors name the path. It blocks only while reading
+// the file.
 func LoadCatalogue(path string) (*Catalogue, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -308,10 +311,11 @@ var defaultCatalogue = sync.OnceValue(func() *Catalogue {
 // Los Angeles and a few elsewhere in the world. The locations are close to
 // the real ones but are demo data, not a reference. [NewPlaces] uses it
 // when no Google key is set. The result is shared and immutable; the
-// first call parses it.
+// first call parses it, and no call blocks otherwise. The data is the file
+// places_catalogue.json at the module root.
 func DefaultCatalogue() *Catalogue { return defaultCatalogue() }
 
-// Len returns the number of places.
+// Len returns the number of places. It does not block.
 func (c *Catalogue) Len() int {
 	if c == nil {
 		return 0
@@ -320,7 +324,7 @@ func (c *Catalogue) Len() int {
 }
 
 // Places returns a copy of the catalogue's places, in file order, with
-// derived place IDs filled in.
+// derived place IDs filled in. It does not block.
 func (c *Catalogue) Places() []Place {
 	if c == nil {
 		return nil
@@ -334,7 +338,8 @@ func (c *Catalogue) Places() []Place {
 
 // String describes the catalogue for logs and demos: "offline catalogue
 // (32 places)" for the built-in one, "offline catalogue places.json (3
-// places)" for one loaded from a file.
+// places)" for one loaded from a file. [NewPlaces]'s result returns it
+// for the demo to print. It does not block.
 func (c *Catalogue) String() string {
 	n := c.Len()
 	unit := "places"

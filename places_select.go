@@ -83,11 +83,12 @@ type PlacesConfig struct {
 // encoding.TextUnmarshaler and flag.Value.
 type PlacesDuration time.Duration
 
-// String returns the duration as time.Duration writes it ("1m30s").
+// String returns the duration as time.Duration writes it ("1m30s"); the
+// flag package calls it for defaults and usage.
 func (d PlacesDuration) String() string { return time.Duration(d).String() }
 
-// Set parses s with time.ParseDuration; it makes *PlacesDuration a
-// flag.Value.
+// Set parses s with time.ParseDuration ("90s", "1m30s"); the flag package
+// calls it, which makes *PlacesDuration a flag.Value.
 func (d *PlacesDuration) Set(s string) error {
 	v, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
@@ -97,10 +98,12 @@ func (d *PlacesDuration) Set(s string) error {
 	return nil
 }
 
-// MarshalText writes the duration as String does.
+// MarshalText writes the duration as String does; encoding/json calls it,
+// so durations are JSON strings.
 func (d PlacesDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// UnmarshalText parses text as Set does.
+// UnmarshalText parses text as Set does; encoding/json calls it for a
+// JSON string (a JSON number is an error).
 func (d *PlacesDuration) UnmarshalText(text []byte) error { return d.Set(string(text)) }
 
 // kind returns the provider kind c selects, resolving auto.

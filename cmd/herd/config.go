@@ -432,7 +432,12 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 		}
 		cfg.Secret = []byte(v)
 	}
-	places, err := fc.provider.Places(getenv, names)
+	p := fc.provider
+	if p.Timeout == 0 {
+		// herd.PlacesConfig asks for its Timeout to equal the node's.
+		p.Timeout = herd.PlacesDuration(fc.parsed.placesTimeout)
+	}
+	places, err := p.Places(getenv, names)
 	if err != nil {
 		var me *multierror.Error
 		if errors.As(err, &me) {

@@ -52,7 +52,7 @@ type Place struct {
 // use [DefaultCatalogue]. A Catalogue never changes after it is built and
 // is safe for concurrent use; a nil *Catalogue has no places.
 type Catalogue struct {
-	source string // "" for the embedded catalogue, else where it came from
+	source string // the file it was loaded from, if any
 	places []Place
 }
 
@@ -69,7 +69,7 @@ const earthRadiusMeters = 6371008.8
 // places[3] (\"Royce Hall\"): location.lat: ..."). It does no I/O and
 // does not block.
 func NewCatalogue(places []Place) (*Catalogue, error) {
-	c := &Catalogue{source: "Go values", places: make([]Place, len(places))}
+	c := &Catalogue{places: make([]Place, len(places))}
 	seen := make(map[string]int, len(places))
 	for i, p := range places {
 		p.Types = slices.Clone(p.Types)
@@ -197,12 +197,7 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 			Vicinity: e.Vicinity,
 		}
 	}
-	c, err := NewCatalogue(places)
-	if err != nil {
-		return nil, err
-	}
-	c.source = "JSON"
-	return c, nil
+	return NewCatalogue(places)
 }
 
 // strictUnmarshal decodes exactly one JSON value from data into v,
@@ -301,7 +296,6 @@ var defaultCatalogue = sync.OnceValue(func() *Catalogue {
 	if err != nil {
 		panic("herd: embedded catalogue: " + err.Error()) // a test proves it parses
 	}
-	c.source = ""
 	return c
 })
 
@@ -337,8 +331,8 @@ func (c *Catalogue) Places() []Place {
 }
 
 // String describes the catalogue for logs and demos: "offline catalogue
-// (32 places)" for the built-in one, "offline catalogue places.json (3
-// places)" for one loaded from a file. [NewPlaces]'s result returns it
+// (39 places)", or "offline catalogue places.json (3 places)" for one
+// loaded from a file. [NewPlaces]'s result returns it
 // for the demo to print. It does not block.
 func (c *Catalogue) String() string {
 	n := c.Len()

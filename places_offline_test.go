@@ -207,7 +207,7 @@ func TestCatalogueBoundCapsAtTwenty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Len() != 30 || c.String() != "offline catalogue Go values (30 places)" {
+	if c.Len() != 30 || c.String() != "offline catalogue (30 places)" {
 		t.Errorf("Len %d, String %q", c.Len(), c)
 	}
 	for _, bound := range []int{25, 20, 0} {
@@ -344,7 +344,7 @@ func TestCatalogueParseAcceptsMinimalAndEmpty(t *testing.T) {
 	if diff := cmp.Diff(want, c.Places()); diff != "" {
 		t.Errorf("places (-want +got):\n%s", diff)
 	}
-	if got := c.String(); got != "offline catalogue JSON (1 place)" {
+	if got := c.String(); got != "offline catalogue (1 place)" {
 		t.Errorf("String() = %q", got)
 	}
 }

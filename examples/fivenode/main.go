@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	placesNote := ""
 	if *placesKind == "" && getenv(cli.KeyEnv) == "" {
-		placesNote = " (set " + cli.KeyEnv + " for Google's Places API (New))"
+		placesNote = "; set " + cli.KeyEnv + " for Google's Places API (New)"
 	}
 	defer places.Close() // after the nodes, which run returns only once closed
 

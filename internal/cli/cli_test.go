@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/proxyherd/herd"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestProviderPlaces(t *testing.T) {
+	names := JSONNames("provider")
+	for _, tc := range []struct {
+		name string
+		p    Provider
+		env  map[string]string
+		want string // String() of the provider, or the error
+	}{
+		{"auto without key", Provider{}, nil, "offline catalogue (39 places)"},
+		{"auto with key", Provider{}, map[string]string{KeyEnv: "k"}, "Google Places API (New)"},
+		{"key_env", Provider{PlacesConfig: herd.PlacesConfig{Kind: "legacy", BaseURL: "http://127.0.0.1:9"}, KeyEnv: "MINE"}, map[string]string{"MINE": "k"},
+			"Google Places Nearby Search (legacy) at http://127.0.0.1:9"},
+		{"offline despite key", Provider{PlacesConfig: herd.PlacesConfig{Kind: "offline"}}, map[string]string{KeyEnv: "k"}, "offline catalogue (39 places)"},
+		{"key and key_env", Provider{PlacesConfig: herd.PlacesConfig{Key: "k"}, KeyEnv: "MINE"}, nil, "provider.key: set it or provider.key_env, not both"},
+		{"missing key", Provider{PlacesConfig: herd.PlacesConfig{Kind: "new"}, KeyEnv: "MINE"}, nil,
+			`provider.key: must be set for kind "new" (the key comes from $MINE, which is empty or unset)`},
+		{"several problems", Provider{PlacesConfig: herd.PlacesConfig{Kind: "offline", BaseURL: "x", FieldMask: "a"}}, nil,
+			"provider.base_url: only Google kinds use it, and kind is \"offline\"\nprovider.field_mask: only kind \"new\" uses it, and kind is \"offline\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := tc.p.Places(env(tc.env), names)
+			var got string
+			if err != nil {
+				got = err.Error()
+			} else {
+				got = f.String()
+				f.Close()
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "WARN": slog.LevelWarn, "error": slog.LevelError} {
+		if got, err := ParseLevel(in); err != nil || got != want {
+			t.Errorf("ParseLevel(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"loud", "info+2"} {
+		if _, err := ParseLevel(in); err == nil {
+			t.Errorf("ParseLevel(%q) succeeded", in)
+		}
+	}
+}
+
+func TestOpenLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "Goloman.log")
+	log, closeLog, err := OpenLog(path, slog.LevelWarn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("dropped")
+	log.Warn("kept", "server", "Goloman")
+	if err := closeLog(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); strings.Contains(s, "dropped") || !strings.Contains(s, "level=WARN msg=kept server=Goloman") {
+		t.Errorf("log:\n%s", s)
+	}
+}

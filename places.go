@@ -152,15 +152,24 @@ func whatsatJSON(raw []byte, bound int) []byte {
 // isListKey reports whether the quoted member name key is "results" or
 // "places", the arrays WHATSAT cuts to its bound.
 func isListKey(key []byte) bool {
-	name := string(key)
-	if bytes.IndexByte(key, '\\') >= 0 {
-		if json.Unmarshal(key, &name) != nil {
-			return false
-		}
-	} else {
-		name = name[1 : len(name)-1]
-	}
+	name := memberName(key)
 	return name == "results" || name == "places"
+}
+
+// memberName returns the quoted member name key (a valid JSON string)
+// unquoted, or "" if it cannot be.
+func memberName(key []byte) string {
+	if bytes.IndexByte(key, '\\') < 0 {
+		if len(key) < 2 {
+			return ""
+		}
+		return string(key[1 : len(key)-1])
+	}
+	var name string
+	if json.Unmarshal(key, &name) != nil {
+		return ""
+	}
+	return name
 }
 
 // cutArray finds, in the array that starts at raw[open], the bytes to drop

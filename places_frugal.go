@@ -326,14 +326,14 @@ func (f *Frugal) lookup(key string, q NearbyQuery) (frugalResult, error) {
 	})
 	defer t.Stop()
 
-	doc, err := f.attempts(ctx, key, q)
+	doc, cacheable, err := f.attempts(ctx, key, q)
 	if err != nil {
 		if timedOut.Load() {
 			return frugalResult{}, fmt.Errorf("herd: places: lookup timed out after %v: %w", f.opts.Timeout, err)
 		}
 		return frugalResult{}, err
 	}
-	if _, ok := classifyDoc(doc); ok {
+	if cacheable {
 		f.cachePut(key, doc)
 	}
 	return frugalResult{doc: doc}, nil
@@ -341,17 +341,17 @@ func (f *Frugal) lookup(key string, q NearbyQuery) (frugalResult, error) {
 
 // attempts calls the provider, and again after transient failures, until
 // an answer is final, the retries are spent or ctx is done. It returns the
-// last outcome.
-func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) ([]byte, error) {
+// last outcome, and whether its document may be cached.
+func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) (doc []byte, cacheable bool, err error) {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	rng := rand.New(rand.NewPCG(f.opts.Seed, h.Sum64()))
 	for attempt := 0; ; attempt++ {
 		if err := f.acquire(ctx); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		f.c.providerCalls.Add(1)
-		doc, err := f.call(ctx, q)
+		doc, err = f.call(ctx, q)
 		if f.sem != nil {
 			f.sem.Release(1)
 		}
@@ -360,14 +360,15 @@ func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) ([]byt
 			f.c.providerErrors.Add(1)
 			retry = retryable(err) && ctx.Err() == nil
 		} else {
-			status, _ := classifyDoc(doc)
+			var status string
+			status, cacheable = classifyDoc(doc)
 			retry = status == "UNKNOWN_ERROR"
 		}
 		if !retry || attempt >= max(f.opts.Retries, 0) {
-			return doc, err
+			return doc, cacheable, err
 		}
 		if !f.sleep(ctx, f.backoff(attempt, rng)) {
-			return doc, err
+			return doc, cacheable, err
 		}
 		f.c.retries.Add(1)
 	}
@@ -474,21 +475,44 @@ func retryable(err error) bool {
 }
 
 // classifyDoc returns a provider document's top-level status member ("" if
-// it has none) and whether the document may be cached: a JSON object with
-// status OK or ZERO_RESULTS, or with neither a status nor an error member
-// (the Places API (New) answers so).
+// it has none or it is not a string) and whether the document may be
+// cached: a JSON object with status OK or ZERO_RESULTS, or with neither a
+// status nor an error member (the Places API (New) answers so). It scans
+// the top level only, with the scanners of whatsatJSON.
 func classifyDoc(doc []byte) (status string, cacheable bool) {
-	var d struct {
-		Status *string          `json:"status"`
-		Error  *json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(doc, &d) != nil {
+	if !json.Valid(doc) {
 		return "", false
 	}
-	if d.Status == nil {
-		return "", d.Error == nil
+	i := skipSpace(doc, 0)
+	if i == len(doc) || doc[i] != '{' {
+		return "", false
 	}
-	return *d.Status, *d.Status == "OK" || *d.Status == "ZERO_RESULTS"
+	hasStatus, hasError := false, false
+	i = skipSpace(doc, i+1)
+	for i < len(doc) && doc[i] == '"' {
+		keyEnd := skipString(doc, i)
+		name := memberName(doc[i:keyEnd])
+		i = skipSpace(doc, keyEnd) // at ':'
+		i = skipSpace(doc, i+1)    // at the value
+		end := skipValue(doc, i)
+		switch name {
+		case "status":
+			hasStatus, status = true, ""
+			if doc[i] == '"' {
+				_ = json.Unmarshal(doc[i:end], &status) // valid JSON string
+			}
+		case "error":
+			hasError = true
+		}
+		i = skipSpace(doc, end)
+		if i < len(doc) && doc[i] == ',' {
+			i = skipSpace(doc, i+1)
+		}
+	}
+	if !hasStatus {
+		return "", !hasError
+	}
+	return status, status == "OK" || status == "ZERO_RESULTS"
 }
 
 // frugalKey is the cache and merge key of q: the location rounded to 5

@@ -781,3 +781,56 @@ func TestFrugalConcurrentMixed(t *testing.T) {
 	}
 	t.Logf("stats %+v", s)
 }
+
+func BenchmarkFrugalCacheHit(b *testing.B) {
+	raw := placesFixture(b, "nearby_legacy_google_layout.json")
+	f := NewFrugal(PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{})
+	defer f.Close()
+	q := provQuery(10000, 5)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			f.Nearby(context.Background(), q)
+		}
+	})
+}
+
+func BenchmarkFrugalNoCache(b *testing.B) {
+	raw := placesFixture(b, "nearby_legacy_google_layout.json")
+	f := NewFrugal(PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{TTL: -1})
+	defer f.Close()
+	q := provQuery(10000, 5)
+	for b.Loop() {
+		f.Nearby(context.Background(), q)
+	}
+}
+
+func TestFrugalClassifyDoc(t *testing.T) {
+	cases := []struct {
+		doc       string
+		status    string
+		cacheable bool
+	}{
+		{provOK, "OK", true},
+		{provZero, "ZERO_RESULTS", true},
+		{provUnknown, "UNKNOWN_ERROR", false},
+		{provStatusDoc("OVER_QUERY_LIMIT"), "OVER_QUERY_LIMIT", false},
+		{`{}`, "", true},
+		{` {"places":[{"status":"x"}]} `, "", true},
+		{`{"error":{"code":403,"status":"PERMISSION_DENIED"}}`, "", false},
+		{`{"st\u0061tus" : "OK"}`, "OK", true},
+		{`{"status":"OK","status":"UNKNOWN_ERROR"}`, "UNKNOWN_ERROR", false},
+		{`{"status":null}`, "", false},
+		{`{"status":1}`, "", false},
+		{`{"status":"O\u004b"}`, "OK", true},
+		{`{"a":{"status":"UNKNOWN_ERROR"},"status":"OK"}`, "OK", true},
+		{`[{"status":"OK"}]`, "", false},
+		{`{"status":"OK"`, "", false},
+		{``, "", false},
+	}
+	for _, c := range cases {
+		status, cacheable := classifyDoc([]byte(c.doc))
+		if status != c.status || cacheable != c.cacheable {
+			t.Errorf("classifyDoc(%s) = %q, %v; want %q, %v", c.doc, status, cacheable, c.status, c.cacheable)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 // the goroutine driving the cluster.
 type ClientConn struct {
 	c       *Cluster
+	server  string
 	e       *endpoint
 	timeout time.Duration
 	got     []byte // read from the connection, not yet returned
@@ -33,7 +34,11 @@ func (c *Cluster) Connect(from, server string) (*ClientConn, error) {
 	if !ok {
 		return nil, fmt.Errorf("herdtest: no server %q", server)
 	}
-	return c.sim.connectDriver(c, from, addr, c.opts.ReplyTimeout)
+	cc, err := c.sim.connectDriver(c, from, addr, c.opts.ReplyTimeout)
+	if cc != nil {
+		cc.server = server
+	}
+	return cc, err
 }
 
 func (s *Sim) connectDriver(c *Cluster, from, addr string, timeout time.Duration) (*ClientConn, error) {
@@ -46,7 +51,9 @@ func (s *Sim) connectDriver(c *Cluster, from, addr string, timeout time.Duration
 		defer s.mu.Unlock()
 		return d.done
 	}
-	if !s.RunUntil(done, timeout) {
+	ok := s.RunUntil(done, timeout)
+	c.checkBudget()
+	if !ok {
 		s.mu.Lock()
 		d.done = true
 		delete(s.dials, d)
@@ -92,7 +99,9 @@ func (cc *ClientConn) pull() bool {
 		defer s.mu.Unlock()
 		return len(e.buf) > 0 || e.eof || e.rst || e.closed
 	}
-	if !s.RunUntil(ready, cc.timeout) {
+	ok := s.RunUntil(ready, cc.timeout)
+	cc.c.checkBudget()
+	if !ok {
 		cc.err = fmt.Errorf("herdtest: %s: no reply in %v", e.outKey[:len(e.outKey)-1], cc.timeout)
 		return false
 	}
@@ -159,67 +168,95 @@ func (c *Cluster) Command(from, server, line string) (string, error) {
 	return cc.ReadAll()
 }
 
-// Report is the outcome of one IAMAT sent with [Cluster.Report].
-type Report struct {
-	// Reply is everything the server sent back on the connection.
-	Reply string
-	// Received is the virtual time at which the IAMAT line reached the
-	// server: its receive time in the AT line.
-	Received time.Time
-	// Before is the record the server held for the client just before
-	// the line arrived; Had reports whether it held one.
+// Arrival is what a server held when a client's line reached it; see
+// [ClientConn.Watch].
+type Arrival struct {
+	// Seen reports whether the line has reached the server.
+	Seen bool
+	// At is the virtual time at which the line reached the server: the
+	// receive time herd puts in its AT line.
+	At time.Time
+	// Before is the server's record of the watched client just before the
+	// line arrived; Had reports whether it held one.
 	Before herd.Record
 	Had    bool
 }
 
-// Report sends "IAMAT client location clientTime" to server on a new
-// connection, half-closes it and reads the whole reply. It also records
-// when the line reached the server and what the server held for the
-// client just before, so the caller can compute the exact expected reply
-// (see [Report.Expected]).
-func (c *Cluster) Report(server, client, location, clientTime string) (Report, error) {
+// Watch arranges that when the first complete line written on cc reaches
+// the server, the returned Arrival records the virtual time and the
+// server's record of client at that moment (just before the server reads
+// the line). With it a test can compute herd's exact reply even while
+// other reports race through the herd.
+func (cc *ClientConn) Watch(client string) *Arrival {
+	a := new(Arrival)
+	c, server := cc.c, cc.server
+	s := cc.e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cc.e.peer().hook = func(data []byte) {
+		if a.Seen || !bytes.Contains(data, []byte("\n")) {
+			return
+		}
+		a.Seen = true
+		a.At = s.Now()
+		if n := c.nodes[server]; n != nil {
+			a.Before, a.Had = n.Lookup(client)
+		}
+	}
+	return a
+}
+
+// Report is the outcome of one line sent with [Cluster.Send].
+type Report struct {
+	// Reply is everything the server sent back until it closed.
+	Reply string
+	// Arrival is when the line reached the server and what it held then.
+	Arrival
+}
+
+// Send sends one line (a newline is added) to server on a new connection
+// named from, half-closes it and reads the whole reply, watching client
+// (see [ClientConn.Watch]).
+func (c *Cluster) Send(from, server, line, client string) (Report, error) {
 	var rep Report
-	cc, err := c.Connect(client, server)
+	cc, err := c.Connect(from, server)
 	if err != nil {
 		return rep, err
 	}
 	defer cc.Close()
-	seen := false
-	s := c.sim
-	s.mu.Lock()
-	cc.e.peer().hook = func(data []byte) {
-		if seen || !bytes.Contains(data, []byte("\n")) {
-			return
-		}
-		seen = true
-		rep.Received = c.sim.Now()
-		if n := c.nodes[server]; n != nil {
-			rep.Before, rep.Had = n.Lookup(client)
-		}
-	}
-	s.mu.Unlock()
-	if err := cc.Write("IAMAT " + client + " " + location + " " + clientTime + "\n"); err != nil {
+	a := cc.Watch(client)
+	if err := cc.Write(line + "\n"); err != nil {
 		return rep, err
 	}
 	if err := cc.CloseWrite(); err != nil {
 		return rep, err
 	}
 	rep.Reply, err = cc.ReadAll()
+	rep.Arrival = *a
 	return rep, err
 }
 
-// Expected returns the exact reply herd must give to the report: the AT
-// line server writes (computed by ATLine) if it comes after the record
-// the server held, else the held record's line; and whether the report
-// was accepted (changed the server's table).
-func (r Report) Expected(server, client, location, clientTime string) (reply string, accepted bool) {
-	line, ok := ATLine(server, r.Received, client, location, clientTime)
+// Report sends "IAMAT client location clientTime" to server on a new
+// connection and reads the whole reply, recording when the line reached
+// the server and what the server held for the client just before, so the
+// caller can compute the exact expected reply with [Arrival.IAMAT].
+func (c *Cluster) Report(server, client, location, clientTime string) (Report, error) {
+	return c.Send(client, server, "IAMAT "+client+" "+location+" "+clientTime, client)
+}
+
+// IAMAT returns the exact reply herd must give to "IAMAT client location
+// clientTime" that arrived at server as a describes: the AT line the
+// server writes (computed by ATLine) if it comes after the record the
+// server held, else the held record's line; and whether the report was
+// accepted (changed the server's table).
+func (a *Arrival) IAMAT(server, client, location, clientTime string) (reply string, accepted bool) {
+	line, ok := ATLine(server, a.At, client, location, clientTime)
 	if !ok {
 		return "? IAMAT " + client + " " + location + " " + clientTime + "\n", false
 	}
 	rec, _ := RecordOf(line)
-	if r.Had && rec.Compare(&r.Before) <= 0 {
-		return r.Before.Line + "\n", false
+	if a.Had && rec.Compare(&a.Before) <= 0 {
+		return a.Before.Line + "\n", false
 	}
 	return line + "\n", true
 }
@@ -240,11 +277,11 @@ func (c *Cluster) IAMAT(server, client, location, clientTime string) string {
 // answer.
 func (c *Cluster) WHATSAT(server, client, radius string, bound int) string {
 	c.t.Helper()
-	out, err := c.Command(client, server, "WHATSAT "+client+" "+radius+" "+strconv.Itoa(bound))
+	rep, err := c.Send(client, server, "WHATSAT "+client+" "+radius+" "+strconv.Itoa(bound), client)
 	if err != nil {
-		c.t.Fatalf("herdtest: WHATSAT to %s: %v (got %q)", server, err, out)
+		c.t.Fatalf("herdtest: WHATSAT to %s: %v (got %q)", server, err, rep.Reply)
 	}
-	return out
+	return rep.Reply
 }
 
 // EmptyPlaces is the JSON of a WHATSAT reply with a bound of 0.

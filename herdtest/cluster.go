@@ -45,6 +45,10 @@ type Options struct {
 	// ReplyTimeout bounds, in virtual time, how long a client helper
 	// waits for a connection or a reply; zero means one minute.
 	ReplyTimeout time.Duration
+	// MaxEvents bounds the events the whole run may apply (see
+	// SimOptions.MaxEvents); zero means 10 million. Cluster methods that
+	// run the simulation fail the test once it is reached.
+	MaxEvents int
 }
 
 // Port is the port every node of a Cluster listens on; its address is
@@ -100,7 +104,10 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	if opts.ReplyTimeout <= 0 {
 		opts.ReplyTimeout = time.Minute
 	}
-	sim := NewSim(SimOptions{Seed: opts.Seed, Epoch: opts.Epoch, Latency: opts.Latency, SplitWrites: opts.SplitWrites, Trace: opts.Trace})
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = 10_000_000
+	}
+	sim := NewSim(SimOptions{Seed: opts.Seed, Epoch: opts.Epoch, Latency: opts.Latency, SplitWrites: opts.SplitWrites, Trace: opts.Trace, MaxEvents: opts.MaxEvents})
 	c := &Cluster{
 		t:      t,
 		sim:    sim,
@@ -259,12 +266,28 @@ func (c *Cluster) Heal() { c.sim.Heal() }
 func (c *Cluster) ResetLinks() { c.sim.ResetConns() }
 
 // RunFor runs the simulation for d of virtual time.
-func (c *Cluster) RunFor(d time.Duration) { c.sim.RunFor(d) }
+func (c *Cluster) RunFor(d time.Duration) {
+	c.t.Helper()
+	c.sim.RunFor(d)
+	c.checkBudget()
+}
 
 // RunUntil runs the simulation until cond holds or limit of virtual time
 // has passed, and reports whether cond held.
 func (c *Cluster) RunUntil(cond func() bool, limit time.Duration) bool {
-	return c.sim.RunUntil(cond, limit)
+	c.t.Helper()
+	ok := c.sim.RunUntil(cond, limit)
+	c.checkBudget()
+	return ok
+}
+
+// checkBudget fails the test once the run has used up MaxEvents.
+func (c *Cluster) checkBudget() {
+	c.t.Helper()
+	if c.sim.Exhausted() {
+		c.t.Fatalf("herdtest: %d events applied, the MaxEvents budget: a runaway (flooding loop?); trace tail:\n%s",
+			c.opts.MaxEvents, strings.Join(c.sim.Trace().Tail(), "\n"))
+	}
 }
 
 // Settle runs the simulation until the network is quiet: every byte
@@ -272,7 +295,9 @@ func (c *Cluster) RunUntil(cond func() bool, limit time.Duration) bool {
 // remain. It fails the test if that takes more than ten virtual minutes.
 func (c *Cluster) Settle() {
 	c.t.Helper()
-	if !c.sim.RunQuiet(10 * time.Minute) {
+	ok := c.sim.RunQuiet(10 * time.Minute)
+	c.checkBudget()
+	if !ok {
 		c.t.Fatalf("herdtest: network still busy after 10 virtual minutes; trace tail:\n%s", strings.Join(c.sim.Trace().Tail(), "\n"))
 	}
 }
@@ -297,8 +322,10 @@ func (c *Cluster) LinksUp() bool {
 // passed. It returns the virtual time it ran and whether it got there.
 // After a Quiesce that succeeds, flooding and anti-entropy are done.
 func (c *Cluster) Quiesce(limit time.Duration) (time.Duration, bool) {
+	c.t.Helper()
 	start := c.sim.Elapsed()
 	ok := c.sim.RunUntil(func() bool { return !c.sim.Busy() && c.LinksUp() }, limit)
+	c.checkBudget()
 	return c.sim.Elapsed() - start, ok
 }
 

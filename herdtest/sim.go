@@ -52,6 +52,10 @@ type SimOptions struct {
 	SplitWrites bool
 	// Trace, when non-nil, receives every trace entry as it is recorded.
 	Trace io.Writer
+	// MaxEvents, when positive, bounds the events a run may apply: once
+	// reached, no more are applied and Exhausted reports true. It turns a
+	// runaway (a flooding loop) into a failure instead of a hang.
+	MaxEvents int
 }
 
 // Stats counts what a simulation did.
@@ -270,7 +274,7 @@ func (s *Sim) Step() bool {
 // deadline < 0). The bubble must be settled.
 func (s *Sim) step(deadline time.Duration) bool {
 	s.mu.Lock()
-	if len(s.q) == 0 || (deadline >= 0 && s.q.peek().at > deadline) {
+	if len(s.q) == 0 || (deadline >= 0 && s.q.peek().at > deadline) || s.exhaustedLocked() {
 		s.mu.Unlock()
 		return false
 	}
@@ -308,6 +312,18 @@ func (s *Sim) step(deadline time.Duration) bool {
 	return true
 }
 
+func (s *Sim) exhaustedLocked() bool {
+	return s.opts.MaxEvents > 0 && s.stats.Events >= s.opts.MaxEvents
+}
+
+// Exhausted reports whether the run has applied SimOptions.MaxEvents
+// events and so stopped.
+func (s *Sim) Exhausted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exhaustedLocked()
+}
+
 // advance moves virtual time to t if it is later. The bubble must be
 // settled and no event may be due before t.
 func (s *Sim) advance(t time.Duration) {
@@ -330,7 +346,9 @@ func (s *Sim) RunFor(d time.Duration) {
 	deadline := s.Elapsed() + max(d, 0)
 	for s.step(deadline) {
 	}
-	s.advance(deadline)
+	if !s.Exhausted() {
+		s.advance(deadline)
+	}
 }
 
 // RunUntil applies events until cond holds (it is checked before the first
@@ -344,6 +362,9 @@ func (s *Sim) RunUntil(cond func() bool, limit time.Duration) bool {
 			return true
 		}
 		if !s.step(deadline) {
+			if s.Exhausted() {
+				return false
+			}
 			s.advance(deadline)
 			return cond()
 		}

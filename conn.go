@@ -227,6 +227,9 @@ func logLine[T ~string | ~[]byte](n *Node, id, dir string, line T) {
 	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
+	for len(line) > 0 && line[len(line)-1] == '\n' {
+		line = line[:len(line)-1] // replies carry their newlines; the log doesn't
+	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, dir, slog.String("conn", id), slog.String("line", string(line)))
 }
 

@@ -1,14 +1,19 @@
 package herd
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/proxyherd/herd/transport"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -78,25 +83,72 @@ func TestIdleClientIsClosed(t *testing.T) {
 	}
 }
 
+// stuckTransport is TCP whose accepted connections, from the stuckAfter-th
+// on, never complete a write (as with a client that never reads and a full
+// socket buffer) until they are closed.
+type stuckTransport struct {
+	transport.TCP
+	stuckAfter int
+	accepted   atomic.Int32
+}
+
+type stuckListener struct {
+	net.Listener
+	t *stuckTransport
+}
+
+type stuckConn struct {
+	net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (t *stuckTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	ln, err := t.TCP.Listen(ctx, addr)
+	return &stuckListener{ln, t}, err
+}
+
+func (l *stuckListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || int(l.t.accepted.Add(1)) < l.t.stuckAfter {
+		return c, err
+	}
+	return &stuckConn{Conn: c, closed: make(chan struct{})}, nil
+}
+
+func (c *stuckConn) Write([]byte) (int, error) {
+	<-c.closed
+	return 0, net.ErrClosed
+}
+
+func (c *stuckConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
 func TestClientThatNeverReadsIsCut(t *testing.T) {
-	n := startNode(t, Config{Name: "Goloman", WriteTimeout: 100 * time.Millisecond, ReplyBuffer: 4096, Clock: kiwiClock()})
+	logs := newLogSink()
+	n := startNode(t, Config{
+		Name: "Goloman", WriteTimeout: 100 * time.Millisecond, Clock: kiwiClock(),
+		Transport: &stuckTransport{stuckAfter: 2}, Logger: logs.logger(),
+	})
 	other := dialNode(t, n)
-	c := dialNode(t, n)
-	c.c.SetReadBuffer(4096)
-	c.send(kiwiIAMAT + "\n")
-	// Send WHATSATs without reading a byte until the server gives up on
-	// this connection and closes it.
-	cmd := []byte(strings.Repeat("WHATSAT kiwi.cs.ucla.edu 1 0\n", 256))
-	for {
-		if _, err := c.c.Write(cmd); err != nil {
-			break
-		}
-		// Nobody else waits meanwhile.
+	other.send(kiwiIAMAT + "\n")
+	other.line()
+	stuck := dialNode(t, n)
+	stuck.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
+	// While the server's write to stuck is blocked, nobody else waits.
+	for range 3 {
 		other.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
 		if got := other.whatsat(); !strings.HasPrefix(got, kiwiAT) {
 			t.Fatalf("other client got %q", got)
 		}
 	}
+	// The sweeper cuts the stuck connection after WriteTimeout.
+	if got := readEOF(t, stuck.c); got != "" {
+		t.Fatalf("stuck client got %q", got)
+	}
+	logs.waitFor(t, "connection cut", "write blocked longer than WriteTimeout")
 	if s := n.Stats(); s.WriteTimeouts != 1 {
 		t.Fatalf("stats %+v", s)
 	}

@@ -133,6 +133,9 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	}
 	line, err := s.readLine()
 	if err != nil {
+		if n.ctx.Err() != nil {
+			return "node closing"
+		}
 		n.stats.handshakeFails.Add(1)
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "peer handshake failed", slog.String("conn", s.id), slog.String("peer", dialer), slog.String("err", err.Error()))
 		return "handshake: " + err.Error()

@@ -17,11 +17,13 @@ const maxFields = 7
 // fieldList holds the fields of one line, as sub-slices of it.
 type fieldList [maxFields][]byte
 
-// isSpaceByte reports whether c separates fields: space, tab, CR, LF, form
-// feed or vertical tab (PROTOCOL.md section 1).
-func isSpaceByte(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
-}
+// spaceTable marks the bytes that separate fields: space, tab, CR, LF,
+// form feed and vertical tab (PROTOCOL.md section 1). A table lookup is
+// one load per byte on the per-line hot path.
+var spaceTable = [256]bool{' ': true, '\t': true, '\r': true, '\n': true, '\f': true, '\v': true}
+
+// isSpaceByte reports whether c separates fields.
+func isSpaceByte(c byte) bool { return spaceTable[c] }
 
 // isSpace is isSpaceByte for runes, for validating names.
 func isSpace(r rune) bool { return r < 0x80 && isSpaceByte(byte(r)) }
@@ -32,14 +34,14 @@ func splitFields(line []byte, f *fieldList) int {
 	n := 0
 	i := 0
 	for i < len(line) {
-		for i < len(line) && isSpaceByte(line[i]) {
+		for i < len(line) && spaceTable[line[i]] {
 			i++
 		}
 		if i == len(line) {
 			break
 		}
 		start := i
-		for i < len(line) && !isSpaceByte(line[i]) {
+		for i < len(line) && !spaceTable[line[i]] {
 			i++
 		}
 		if n == maxFields {
@@ -211,23 +213,42 @@ func parseLocation(s string) (lat, lon float64, ok bool) {
 // nanoseconds (fraction digits past the ninth are ignored). The whole
 // seconds must fit in an int64.
 func parseClientTime(b []byte) (sec int64, nsec int32, ok bool) {
-	whole, frac, ok := decimal(b, false)
-	if !ok {
-		return 0, 0, false
-	}
+	// One pass over the bytes: this runs for every IAMAT and every record
+	// a peer sends.
 	const maxDiv10 = (1<<63 - 1) / 10
-	for _, c := range whole {
-		d := int64(c - '0')
+	i := 0
+	for ; i < len(b); i++ {
+		d := int64(b[i]) - '0'
+		if uint64(d) > 9 {
+			break
+		}
 		if sec > maxDiv10 || (sec == maxDiv10 && d > 7) {
 			return 0, 0, false
 		}
 		sec = sec*10 + d
 	}
-	for i := 0; i < 9; i++ {
-		nsec *= 10
-		if i < len(frac) {
-			nsec += int32(frac[i] - '0')
+	if i == 0 {
+		return 0, 0, false
+	}
+	if i == len(b) {
+		return sec, 0, true
+	}
+	if b[i] != '.' || i+1 == len(b) {
+		return 0, 0, false
+	}
+	digits := 0
+	for _, c := range b[i+1:] {
+		d := int32(c) - '0'
+		if uint32(d) > 9 {
+			return 0, 0, false
 		}
+		if digits < 9 {
+			nsec = nsec*10 + d
+			digits++
+		}
+	}
+	for ; digits < 9; digits++ {
+		nsec *= 10
 	}
 	return sec, nsec, true
 }

@@ -11,11 +11,11 @@ import (
 
 // scenarioOps is the number of operations (reports, queries, faults, runs)
 // of one scenario.
-const scenarioOps = 60
+const scenarioOps = 150
 
 // defaultSeeds keeps `go test -race ./...` on two cores well under two
 // minutes; set HERD_SIM_SEEDS for more.
-const defaultSeeds = 40
+const defaultSeeds = 100
 
 // simSeeds returns the seeds to run: HERD_SIM_SEED alone if set, else
 // 1..HERD_SIM_SEEDS (default defaultSeeds, fewer with -short).

@@ -99,6 +99,15 @@ func runScenario(t *testing.T, seed uint64, ops int) string {
 				strings.Join(c.Sim().Trace().Tail(), "\n  "))
 		}
 	}()
+	// Some links are slow, so records overtake each other on the way.
+	names := c.Names()
+	for range sc.r.IntN(3) {
+		a, b := sc.pick(names), sc.pick(names)
+		if a != b {
+			sc.note("slow link %s-%s", a, b)
+			c.Sim().SetLatency(a, b, Latency{Min: 50 * time.Millisecond, Max: 800 * time.Millisecond})
+		}
+	}
 	c.Quiesce(time.Minute)
 	for range ops {
 		sc.op()
@@ -162,8 +171,23 @@ func (sc *scenario) op() {
 		group := names[:1+r.IntN(len(names)-1)]
 		sc.note("partition %v", group)
 		c.Partition(group...)
-	case w < 18:
+	case w < 17:
 		sc.crash()
+	case w < 18:
+		l := c.Topology().Links[r.IntN(len(c.Topology().Links))]
+		sc.faults++
+		if r.IntN(2) == 0 {
+			sc.note("cut %s %s", l[0], l[1])
+			c.Sim().Cut(l[0], l[1])
+		} else {
+			// A crash and an immediate restart: the neighbours may see
+			// the new incarnation before the old links' end.
+			if name := l[r.IntN(2)]; c.Up(name) && sc.safeToCrash(name) {
+				sc.note("crash and restart %s", name)
+				c.Crash(name)
+				c.Restart(name)
+			}
+		}
 	default:
 		var down []string
 		for _, n := range c.Names() {

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/transport"
 )
 
 // maxConfigBytes bounds a config file.
@@ -61,8 +62,20 @@ type fileConfig struct {
 	Log      string `json:"log,omitempty"`
 	LogLevel string `json:"log_level,omitempty"`
 
+	// Metrics is where to serve the node's Stats as expvar JSON
+	// (loopback only); servers[i].metrics overrides it.
+	Metrics string `json:"metrics,omitempty"`
+	// TLS, when set, runs every connection (clients and peers) over TLS.
+	// Like Provider, it is decoded on its own (see validate), so that its
+	// errors name it.
+	TLS json.RawMessage `json:"tls,omitempty"`
+
 	parsed   parsedDurations // filled in by validate
 	provider cli.Provider    // Provider, decoded by validate
+	tls      *cli.TLS        // TLS, decoded by validate; nil without TLS
+	// tlsName names TLS's fields in errors; nil means cli.FileNames.
+	// In -preset mode they are serve's flags.
+	tlsName func(key string) string
 }
 
 // parsedDurations holds the duration fields once validate has parsed them.
@@ -79,11 +92,15 @@ type fileServer struct {
 	// Listen is where it listens, when that differs from Addr (for
 	// example ":12000" behind NAT); empty means Addr.
 	Listen string `json:"listen,omitempty"`
+	// Metrics, when set, is where this server serves its metrics,
+	// instead of the top-level metrics (which would clash when several
+	// servers share a host).
+	Metrics string `json:"metrics,omitempty"`
 }
 
-// namePlaceholder in the log and state_file paths is replaced by the
+// namePlaceholder in the log, state_file and tls paths is replaced by the
 // server's name, so one file serves every server.
-const namePlaceholder = "{name}"
+const namePlaceholder = cli.NamePlaceholder
 
 // loadConfig reads and validates the config file at path.
 func loadConfig(path string) (*fileConfig, error) {
@@ -232,6 +249,11 @@ func (fc *fileConfig) validate() error {
 				bad(field+".listen", "%v", err)
 			}
 		}
+		if s.Metrics != "" {
+			if err := cli.CheckMetricsAddr(s.Metrics); err != nil {
+				bad(field+".metrics", "%v", err)
+			}
+		}
 	}
 	seen := make(map[[2]string]int)
 	for i, l := range fc.Links {
@@ -314,6 +336,28 @@ func (fc *fileConfig) validate() error {
 			bad("log_level", "%v", err)
 		}
 	}
+	if fc.Metrics != "" {
+		if err := cli.CheckMetricsAddr(fc.Metrics); err != nil {
+			bad("metrics", "%v", err)
+		}
+	}
+	fc.tls = nil
+	if len(fc.TLS) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(fc.TLS))
+		dec.DisallowUnknownFields()
+		var t cli.TLS
+		if err := dec.Decode(&t); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				bad("tls."+te.Field, "must be %s, not %s", jsonKind(te.Type), te.Value)
+			} else {
+				bad("tls", "%s", strings.TrimPrefix(err.Error(), "json: "))
+			}
+		} else {
+			fc.tls = &t
+			errs = multierror.Append(errs, t.Check(fc.tlsNames())...)
+		}
+	}
 	return errs.ErrorOrNil()
 }
 
@@ -336,6 +380,23 @@ func (fc *fileConfig) durations() []durationField {
 		{"write_timeout", fc.WriteTimeout, &p.writeTimeout},
 		{"state_interval", fc.StateInterval, &p.stateInterval},
 	}
+}
+
+// tlsNames names the fields of the tls section in errors.
+func (fc *fileConfig) tlsNames() func(string) string {
+	if fc.tlsName != nil {
+		return fc.tlsName
+	}
+	return cli.FileNames
+}
+
+// metricsAddr returns where server name serves metrics: its own entry's
+// metrics, else the top-level one, else "" for none.
+func (fc *fileConfig) metricsAddr(name string) string {
+	if s, ok := fc.server(name); ok && s.Metrics != "" {
+		return s.Metrics
+	}
+	return fc.Metrics
 }
 
 func hasKey[K comparable, V any](m map[K]V, k K) bool {
@@ -431,6 +492,16 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 			errs = multierror.Append(errs, fmt.Errorf("secret_env: environment variable %s is empty or unset", fc.SecretEnv))
 		}
 		cfg.Secret = []byte(v)
+	}
+	if fc.tls != nil {
+		tlsCfg, err := fc.tls.Config(s.Name, fc.tlsNames())
+		if me, ok := errors.AsType[*multierror.Error](err); ok {
+			errs = multierror.Append(errs, me.Errors...)
+		} else if err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		cfg.Transport = &transport.TCP{TLS: tlsCfg}
+		cfg.RequirePeerCert = fc.tls.RequirePeerCert
 	}
 	p := fc.provider
 	if p.Timeout == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
 	"strings"
@@ -42,6 +43,11 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
 	printConfig := fs.Bool("print-config", false, "print the config as a JSON config file and exit")
+	metrics := fs.String("metrics", "", "serve the server's counters as expvar JSON at http://`ADDR`"+cli.MetricsPath+" (loopback only; default: the config's metrics)")
+	tlsCert := fs.String("tls-cert", "", "with -preset: the server's TLS certificate (PEM `file`; {name} is replaced by the server's name)")
+	tlsKey := fs.String("tls-key", "", "with -preset: the server's TLS private key (PEM `file`; {name} is replaced)")
+	tlsCA := fs.String("tls-ca", "", "with -preset: CA bundle (PEM `file`) that verifies neighbours and client certificates (default: the system's roots)")
+	tlsRequirePeerCert := fs.Bool("tls-require-peer-cert", false, "with -preset: refuse a neighbour without a verified certificate naming it (mutual TLS between servers)")
 
 	return func(ctx context.Context, e *env, args []string) int {
 		c := lookup("serve")
@@ -56,7 +62,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		case (*configPath == "") == (*preset == ""):
 			return usageError(e, c, "want -config or -preset (one of them)")
 		case *configPath != "":
-			for _, f := range []string{"port", "host", "places", "places-url", "secret-env"} {
+			for _, f := range []string{"port", "host", "places", "places-url", "secret-env", "tls-cert", "tls-key", "tls-ca", "tls-require-peer-cert"} {
 				if set[f] {
 					return usageError(e, c, "-%s goes with -preset; with -config, set it in the file", f)
 				}
@@ -74,6 +80,10 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				fc.Provider, _ = json.Marshal(cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: *placesKind, BaseURL: *placesURL}})
 			}
 			fc.SecretEnv = *secretEnv
+			if set["tls-cert"] || set["tls-key"] || set["tls-ca"] || set["tls-require-peer-cert"] {
+				fc.TLS, _ = json.Marshal(cli.TLS{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA, RequirePeerCert: *tlsRequirePeerCert})
+				fc.tlsName = cli.FlagNames
+			}
 			if err := fc.validate(); err != nil {
 				return configError(e, err)
 			}
@@ -119,17 +129,49 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		defer closeLog()
 		cfg.Logger = logger
 
+		metricsAddr := fc.metricsAddr(cfg.Name)
+		if set["metrics"] {
+			metricsAddr = *metrics
+			if metricsAddr != "" {
+				if err := cli.CheckMetricsAddr(metricsAddr); err != nil {
+					return usageError(e, c, "-metrics: %v", err)
+				}
+			}
+		}
+
 		node, err := herd.New(cfg)
 		if err != nil {
 			return configError(e, err)
 		}
-		return serveNode(ctx, e, node, cfg, "Places: "+places.String())
+		var m *cli.Metrics
+		if metricsAddr != "" {
+			m, err = cli.StartMetrics(ctx, metricsAddr, cli.MetricsHandler(metricsVars(node, places)))
+			if err != nil {
+				fmt.Fprintf(e.stderr, "herd serve: %s: metrics: %v\n", cfg.Name, err)
+				return exitFailure
+			}
+		}
+		return serveNode(ctx, e, node, cfg, "Places: "+places.String(), m)
 	}
 }
 
+// metricsVars are the variables a server's metrics add to expvar's:
+// "herd", the node's Stats, and "herd_places", the Places provider's
+// FrugalStats (when it is a *herd.Frugal, as serve's always is).
+func metricsVars(node *herd.Node, places herd.PlacesClient) map[string]expvar.Var {
+	vars := map[string]expvar.Var{
+		"herd": expvar.Func(func() any { return node.Stats() }),
+	}
+	if f, ok := places.(*herd.Frugal); ok && f != nil {
+		vars["herd_places"] = expvar.Func(func() any { return f.Stats() })
+	}
+	return vars
+}
+
 // serveNode runs node until ctx ends (SIGINT or SIGTERM in main) and
-// returns the exit status.
-func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, notice string) int {
+// returns the exit status. The metrics server m, if not nil, is already
+// serving; it is closed once the node has.
+func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, notice string, m *cli.Metrics) int {
 	runCtx, stopped := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() {
@@ -142,9 +184,18 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 			peers = append(peers, p.Name+" "+p.Addr)
 		}
 		fmt.Fprintf(e.stdout, "%s listening on %s (neighbours: %s)\n", cfg.Name, addr, orNone(strings.Join(peers, ", ")))
+		if m != nil {
+			fmt.Fprintf(e.stdout, "%s metrics at %s\n", cfg.Name, m.URL())
+		}
 		fmt.Fprintf(e.stderr, "herd serve: %s: %s\n", cfg.Name, notice)
 	}
-	if err := <-errc; err != nil {
+	err := <-errc
+	if m != nil {
+		if merr := m.Close(); merr != nil {
+			fmt.Fprintf(e.stderr, "herd serve: %s: metrics: %v\n", cfg.Name, merr)
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
 		return exitFailure
 	}

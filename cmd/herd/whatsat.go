@@ -14,7 +14,7 @@ import (
 func init() {
 	register(&command{
 		name:    "whatsat",
-		args:    "[-addr HOST:PORT] [-timeout D] CLIENT RADIUS BOUND",
+		args:    "[-addr HOST:PORT] [-timeout D] [-tls-ca FILE] CLIENT RADIUS BOUND",
 		summary: "ask what is near a client (WHATSAT) and print the server's reply",
 		flags:   whatsatFlags,
 	})
@@ -23,12 +23,17 @@ func init() {
 func whatsatFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	addr := fs.String("addr", DefaultAddr, "server `address`")
 	timeout := fs.Duration("timeout", DefaultTimeout, "give up after this `duration`")
+	dialer := clientTLSFlags(fs)
 	return func(ctx context.Context, e *env, args []string) int {
 		c := lookup("whatsat")
 		if len(args) != 3 {
 			return usageError(e, c, "want CLIENT RADIUS BOUND, got %d arguments", len(args))
 		}
-		return exchange(ctx, e, c, *addr, *timeout, func(ctx context.Context, conn *client.Conn) (string, error) {
+		d, err := dialer()
+		if err != nil {
+			return usageError(e, c, "%v", err)
+		}
+		return exchangeWith(ctx, e, c, d, *addr, *timeout, func(ctx context.Context, conn *client.Conn) (string, error) {
 			nb, err := conn.WHATSATText(ctx, args[0], args[1], args[2])
 			if err != nil {
 				return "", err
@@ -38,16 +43,17 @@ func whatsatFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	}
 }
 
-// exchange connects to addr, runs do, and prints the reply exactly as the
-// server sent it. A "? " answer is printed too (it is the reply) and makes
-// the exit status 1, like any other failure; other errors go to stderr.
-func exchange(ctx context.Context, e *env, c *command, addr string, timeout time.Duration, do func(context.Context, *client.Conn) (string, error)) int {
+// exchangeWith connects to addr with d, runs do, and prints the reply
+// exactly as the server sent it. A "? " answer is printed too (it is the
+// reply) and makes the exit status 1, like any other failure; other
+// errors go to stderr.
+func exchangeWith(ctx context.Context, e *env, c *command, d *client.Dialer, addr string, timeout time.Duration, do func(context.Context, *client.Conn) (string, error)) int {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	conn, err := client.Dial(ctx, addr)
+	conn, err := d.Dial(ctx, addr)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "herd %s: %v\n", c.name, err)
 		return exitFailure

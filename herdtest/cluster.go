@@ -126,7 +126,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	for _, name := range topo.Servers {
 		c.start(name)
 	}
-	sim.Settle()
+	sim.Wait()
 	return c
 }
 
@@ -238,7 +238,7 @@ func (c *Cluster) Crash(server string) {
 	c.sim.Crash(server)
 	n.Close()
 	c.nodes[server] = nil
-	c.sim.Settle()
+	c.sim.Wait()
 }
 
 // Restart starts a fresh node, with an empty table, on a crashed server's
@@ -248,11 +248,9 @@ func (c *Cluster) Restart(server string) {
 	if _, ok := c.addrs[server]; !ok || c.nodes[server] != nil {
 		c.t.Fatalf("herdtest: Restart(%q): not a crashed server", server)
 	}
-	c.sim.mu.Lock()
-	c.sim.fault("restart", server)
-	c.sim.mu.Unlock()
+	c.sim.record("restart", server)
 	c.start(server)
-	c.sim.Settle()
+	c.sim.Wait()
 }
 
 // Partition cuts the servers in group off from the others (see
@@ -389,5 +387,5 @@ func (c *Cluster) Close() {
 			c.nodes[name] = nil
 		}
 	}
-	c.sim.Settle()
+	c.sim.Wait()
 }

@@ -40,6 +40,10 @@ var (
 	scenarioRadii   = []string{"10", "0.5", "50", "1.25"}
 )
 
+// tinyQueue makes every node's PeerQueue 1, so that neighbours are cut
+// as too slow all the time (TestConvergenceTinyQueues).
+var tinyQueue bool
+
 // scenarioOptions picks the herd and its settings from the seed.
 func scenarioOptions(seed uint64) Options {
 	r := newRand(seed, "scenario options")
@@ -81,6 +85,9 @@ func scenarioOptions(seed uint64) Options {
 			cfg.RedialMax = time.Second
 			cfg.HandshakeTimeout = 2 * time.Second
 			cfg.PlacesTimeout = 200 * time.Millisecond
+			if tinyQueue {
+				cfg.PeerQueue = 1
+			}
 		},
 	}
 }
@@ -117,8 +124,12 @@ func runScenario(t *testing.T, seed uint64, ops int) string {
 	}
 	sc.finish()
 	st := c.Sim().Stats()
-	t.Logf("seed %d: %d servers, %d reports (%d accepted), %d whatsats, %d faults; %d events, %d conns, %d resets, %v virtual",
-		seed, len(c.Names()), sc.reports, sc.accepted, sc.whatsats, sc.faults, st.Events, st.Conns, st.Resets, c.Sim().Elapsed())
+	var slow uint64
+	for _, n := range c.Names() {
+		slow += c.Node(n).Stats().PeerSlow
+	}
+	t.Logf("seed %d: %d servers, %d reports (%d accepted), %d whatsats, %d faults; %d events, %d conns, %d resets, %d slow-peer drops, %v virtual",
+		seed, len(c.Names()), sc.reports, sc.accepted, sc.whatsats, sc.faults, st.Events, st.Conns, st.Resets, slow, c.Sim().Elapsed())
 	return c.Sim().Trace().Sum()
 }
 

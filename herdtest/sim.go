@@ -258,9 +258,11 @@ func (s *Sim) settle() {
 	s.mu.Unlock()
 }
 
-// Settle waits until every goroutine of the bubble but the caller is
-// blocked and sends what they wrote, without applying any event.
-func (s *Sim) Settle() { s.settle() }
+// Wait waits until every goroutine of the bubble but the caller is
+// blocked (synctest.Wait) and sends what they wrote, without applying any
+// event. Call it after acting on the simulated world from the driver
+// (starting a node, say) to let the effects settle.
+func (s *Sim) Wait() { s.settle() }
 
 // Step settles, applies the next event (or all timers of one clock due at
 // the same instant), advancing virtual time to it, and settles again. It
@@ -416,6 +418,13 @@ func (s *Sim) Note(format string, args ...any) {
 // fault records a fault in the trace. s.mu must be held.
 func (s *Sim) fault(kind, detail string) { s.trace.add(s.now, "-", kind, detail) }
 
+// record records a fault in the trace.
+func (s *Sim) record(kind, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault(kind, detail)
+}
+
 // hostNames returns the registered hosts, sorted. s.mu must be held.
 func (s *Sim) hostNames() []string {
 	out := make([]string, 0, len(s.hosts))
@@ -433,8 +442,9 @@ func (s *Sim) cut(a, b string) bool { return len(s.cuts) > 0 && s.cuts[pair(a, b
 // (those that have had a Transport): dials across the cut are refused
 // (EHOSTUNREACH) and connections across it are reset at once. Calls add
 // up: Partition("A") then Partition("B") leaves A, B and the rest in three
-// islands. Connections of unregistered parties (clients dialing with
-// Sim.Dial) are never cut: clients stand outside the herd.
+// islands; names that are not registered hosts are ignored. Connections
+// of unregistered parties (clients dialing with Sim.Dial) are never cut:
+// clients stand outside the herd.
 func (s *Sim) Partition(group ...string) {
 	s.settle()
 	s.mu.Lock()

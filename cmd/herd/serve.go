@@ -7,6 +7,8 @@ import (
 	"expvar"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
@@ -120,6 +122,13 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		path := fc.logPath(cfg.Name)
 		if set["log"] {
 			path = *logPath
+		}
+		if cfg.StateFile != "" {
+			// Like the log's, the state file's directory is created.
+			if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o755); err != nil {
+				fmt.Fprintf(e.stderr, "herd serve: state file: %v\n", err)
+				return exitFailure
+			}
 		}
 		logger, closeLog, err := cli.OpenLog(path, level, e.stderr)
 		if err != nil {

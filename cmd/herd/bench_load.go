@@ -21,9 +21,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -55,7 +58,14 @@ type loadResult struct {
 	Errors   uint64         `json:"errors"`   // bad replies, unanswered requests, connection failures
 	FirstErr string         `json:"first_error,omitempty"`
 	Latency  latencySummary `json:"latency"`
-	hist     *latHist
+	// CPU time over the whole run (warm-up, window and drain): this
+	// process's (the load generator's, and an -echo inproc server's) and,
+	// when its pid is known (a listener on this machine), the server's.
+	SelfCPU   time.Duration `json:"self_cpu_ns"`
+	ServerPid int           `json:"server_pid,omitempty"`
+	ServerCPU time.Duration `json:"server_cpu_ns,omitempty"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	hist      *latHist
 }
 
 func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
@@ -197,6 +207,16 @@ func printLoad(w io.Writer, label string, r *loadResult) {
 	fmt.Fprintf(w, "%s %s: %.0f replies/s (%d %s replies in %s; %d conns x %d in flight)\n",
 		label, r.Addr, r.Rate, r.Count, r.Replies, r.Window, r.Conns, r.Inflight)
 	fmt.Fprintf(w, "  latency %s\n", r.Latency)
+	if r.Answered > 0 && r.Elapsed > 0 {
+		per := func(d time.Duration) string {
+			return fmt.Sprintf("%.2fµs per reply, %.2f cores", float64(d)/1e3/float64(r.Answered), float64(d)/float64(r.Elapsed))
+		}
+		fmt.Fprintf(w, "  cpu: this process %s", per(r.SelfCPU))
+		if r.ServerPid != 0 {
+			fmt.Fprintf(w, "; server (pid %d) %s", r.ServerPid, per(r.ServerCPU))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  errors %d (sent %d, answered %d)", r.Errors, r.Sent, r.Answered)
 	if r.FirstErr != "" {
 		fmt.Fprintf(w, "; first: %s", r.FirstErr)
@@ -240,6 +260,11 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 		conns = append(conns, lc)
 	}
 
+	serverPid := 0
+	if pid := listenerPid(o.addr); pid != os.Getpid() {
+		serverPid = pid
+	}
+	selfCPU0, serverCPU0 := processCPU(), procCPU(serverPid)
 	t0 := time.Now()
 	now := func() int64 { return int64(time.Since(t0)) }
 	winStart := int64(o.warmup)
@@ -269,9 +294,14 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 		}()
 	}
 	wg.Wait()
-	window := time.Duration(max(min(now(), winEnd)-winStart, 0))
+	elapsed := time.Duration(now())
+	window := time.Duration(max(min(int64(elapsed), winEnd)-winStart, 0))
 
-	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Window: window, hist: newLatHist()}
+	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Window: window, Elapsed: elapsed, hist: newLatHist()}
+	res.SelfCPU = processCPU() - selfCPU0
+	if serverPid != 0 {
+		res.ServerPid, res.ServerCPU = serverPid, procCPU(serverPid)-serverCPU0
+	}
 	for _, lc := range conns {
 		res.Count += lc.counted
 		res.Sent += lc.sent.Load()
@@ -366,6 +396,44 @@ func (lc *loadConn) write(stop <-chan struct{}, end int64, now func() int64) {
 			return
 		}
 	}
+}
+
+// processCPU returns the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU returns the CPU time (user and system) process pid has used, from
+// /proc/PID/stat, or 0 if it is unknown.
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold anything: state is the 3rd field, utime the 14th, stime the 15th.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	const clockTicks = 100 // USER_HZ, 100 on every Linux that Go supports
+	return time.Duration(utime+stime) * (time.Second / clockTicks)
 }
 
 // maxReplyBytes bounds one reply line in load; IAMAT replies are about

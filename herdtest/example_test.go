@@ -35,11 +35,11 @@ func flood(t *testing.T, w io.Writer) {
 	})
 }
 
-// Example shows a whole-herd test. A synctest bubble needs a *testing.T,
-// which an Example does not get, so this example only compiles; the same
-// code runs in TestExample (call flood from your own Test function).
+// Example shows a whole-herd test. A synctest bubble needs the *testing.T
+// of a Test function, which an Example does not get, so this example only
+// compiles; TestExample runs it and checks its output. In your tests:
+//
+//	func TestFlood(t *testing.T) { flood(t, os.Stdout) }
 func Example() {
-	var t *testing.T // in a test: func TestFlood(t *testing.T) { flood(t, os.Stdout) }
-	_ = t
 	_ = flood
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/internal/leakcheck"
 )
 
 const (
@@ -31,18 +30,7 @@ const (
 // TestMain fails the run if a connection's reader goroutine outlives the
 // tests: every Close must have waited for it.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		for _, leak := range []string{"client.(*Conn).readLoop", "herd.(*Node)"} {
-			if strings.Contains(stacks, leak) {
-				fmt.Fprintf(os.Stderr, "goroutine leak: %s still running\n%s", leak, stacks)
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)")
 }
 
 // fixedClock is a herd.Clock whose Now never moves, so AT lines are exact;

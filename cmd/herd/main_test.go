@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,22 +15,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/leakcheck"
 )
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		for _, leak := range []string{"client.(*Conn).readLoop", "herd.(*Node)"} {
-			if strings.Contains(stacks, leak) {
-				fmt.Fprintf(os.Stderr, "goroutine leak: %s still running\n%s", leak, stacks)
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)")
 }
 
 // lineWriter is a concurrency-safe output that also hands out complete

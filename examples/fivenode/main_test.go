@@ -4,32 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/internal/leakcheck"
 )
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		for _, leak := range []string{"client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)"} {
-			if strings.Contains(stacks, leak) {
-				fmt.Fprintf(os.Stderr, "goroutine leak: %s still running\n%s", leak, stacks)
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)")
 }
 
 // output is a concurrency-safe buffer that hands out complete lines.

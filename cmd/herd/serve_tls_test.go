@@ -322,7 +322,7 @@ func TestServeMetricsFlag(t *testing.T) {
 // one before the server listens, and a test that loses fails saying so.
 func reservePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
+	for range 500 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

@@ -134,6 +134,7 @@ const (
 	DefaultWriteTimeout  = 30 * time.Second
 	DefaultReplyBuffer   = 64 << 10
 	DefaultStateInterval = 10 * time.Second
+	DefaultShutdownGrace = 5 * time.Second
 )
 
 // Config describes one node. The zero value of every optional field means
@@ -223,6 +224,9 @@ type Config struct {
 	StateFile string
 	// StateInterval is the period of state writes (default 10s).
 	StateInterval time.Duration
+	// ShutdownGrace bounds how long Close lets client sessions finish
+	// the replies to commands they have read (default 5s).
+	ShutdownGrace time.Duration
 }
 
 // Errors returned by the API. Configuration errors wrap ErrInvalidConfig;
@@ -298,7 +302,7 @@ func (c *Config) validate() error {
 		field string
 		v     time.Duration
 	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout},
-		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}} {
+		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}, {"ShutdownGrace", c.ShutdownGrace}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
 		}
@@ -339,6 +343,7 @@ func (c Config) withDefaults() Config {
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.ReplyBuffer = cmp.Or(c.ReplyBuffer, DefaultReplyBuffer)
 	c.StateInterval = cmp.Or(c.StateInterval, DefaultStateInterval)
+	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, DefaultShutdownGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

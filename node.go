@@ -167,10 +167,12 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops the node: it closes the listener, every client connection
-// and every peer link, cancels pending provider calls and redials, and
-// waits for every goroutine the node started. It is idempotent and
-// returns nil; later Start and Run calls fail with [ErrClosed].
+// Close stops the node: it closes the listener and every peer link,
+// cancels pending provider calls and redials, lets every client session
+// write the replies to what it has already read (cutting those still busy
+// after [Config.ShutdownGrace]), and waits for every goroutine the node
+// started. It is idempotent and returns nil; later Start and Run calls
+// fail with [ErrClosed].
 func (n *Node) Close() error {
 	n.stateMu.Lock()
 	if n.closed {
@@ -183,17 +185,35 @@ func (n *Node) Close() error {
 	if n.ln != nil {
 		n.ln.Close()
 	}
-	for c := range n.conns {
+	for c, st := range n.conns {
+		// A client session whose input is shut answers the commands it
+		// has read, then ends; peer links simply close.
+		if cr, ok := c.(interface{ CloseRead() error }); ok && !st.peer.Load() && cr.CloseRead() == nil {
+			continue
+		}
 		c.Close()
 	}
 	started := n.started
 	n.stateMu.Unlock()
+	// A session that cannot finish (a client that does not read) is cut
+	// after ShutdownGrace.
+	grace := n.clock.AfterFunc(n.cfg.ShutdownGrace, n.closeConns)
 	n.wg.Wait()
+	grace.Stop()
 	if started && n.cfg.StateFile != "" {
 		n.saveState()
 	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, "closed")
 	return nil
+}
+
+// closeConns closes every open connection.
+func (n *Node) closeConns() {
+	n.stateMu.Lock()
+	defer n.stateMu.Unlock()
+	for c := range n.conns {
+		c.Close()
+	}
 }
 
 // Addr returns the listener's address, or nil before Start.

@@ -369,3 +369,26 @@ func TestNotANeighbourIsRefused(t *testing.T) {
 	}
 	logs.waitFor(t, "peer refused", "not a neighbour")
 }
+
+func TestCloseAnswersPendingWhatsat(t *testing.T) {
+	called := make(chan struct{})
+	n := startNode(t, Config{
+		Name:  "Goloman",
+		Clock: kiwiClock(),
+		Places: PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+			close(called)
+			<-ctx.Done() // a provider that answers only when told to stop
+			return nil, ctx.Err()
+		}),
+	})
+	c := dialNode(t, n)
+	c.send(kiwiIAMAT + "\nWHATSAT kiwi.cs.ucla.edu 10 5\n")
+	c.line()
+	<-called
+	n.Close()
+	// The WHATSAT read before Close still gets its whole reply, then EOF.
+	got := string(mustReadAll(t, c))
+	if !strings.HasPrefix(got, kiwiAT+"\n{\n") || !strings.Contains(got, "context canceled") || !strings.HasSuffix(got, "}\n\n") {
+		t.Fatalf("reply %q", got)
+	}
+}

@@ -53,6 +53,7 @@ func (s *session) serve() string {
 			case errors.Is(err, errLineTooLong):
 				prefix := s.lr.prefix()
 				logLine(n, s.id, "in", prefix)
+				n.stats.invalid.Add(1)
 				s.reply(appendInvalid(s.out, prefix))
 				s.flush()
 				n.log.LogAttrs(n.ctx, slog.LevelWarn, "line too long", slog.String("conn", s.id), slog.Int("limit", n.cfg.MaxLineBytes))

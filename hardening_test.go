@@ -33,13 +33,6 @@ import (
 // under -race on 2 cores, so the count is the same with and without it.
 const hardManyConns = 10000
 
-// hardOverlongCountsInvalid says whether the node counts an overlong line,
-// which it answers with "? " and the line's first MaxLineBytes bytes, in
-// Stats.Invalid ("lines answered with "? ""). conn.go does not yet (the
-// errLineTooLong case of session.serve answers without counting); set this
-// to true with that fix, and TestHardOverlongLineCountsInvalid runs.
-const hardOverlongCountsInvalid = false
-
 // hardBound bounds every wait in this file; a healthy node needs a small
 // fraction of it.
 const hardBound = 60 * time.Second
@@ -447,22 +440,15 @@ func TestHardGarbageBurst(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 	// Stats.Invalid counts "lines answered with "? "": every garbage
-	// line, and the overlong ones once the node counts them.
-	wantCount := wantInvalid
-	if hardOverlongCountsInvalid {
-		wantCount += overlong
-	}
-	if s.Invalid != uint64(wantCount) {
-		t.Errorf("Stats.Invalid = %d, want %d (%d complete or EOF-ended lines, %d overlong lines, overlong counted: %v)", s.Invalid, wantCount, wantInvalid, overlong, hardOverlongCountsInvalid)
+	// line, overlong ones included.
+	if want := uint64(wantInvalid + overlong); s.Invalid != want {
+		t.Errorf("Stats.Invalid = %d, want %d (%d complete or EOF-ended lines, %d overlong lines)", s.Invalid, want, wantInvalid, overlong)
 	}
 }
 
 // TestHardOverlongLineCountsInvalid: an overlong line is answered with
 // "? ", so Stats.Invalid ("lines answered with "? "") counts it.
 func TestHardOverlongLineCountsInvalid(t *testing.T) {
-	if !hardOverlongCountsInvalid {
-		t.Skip("conn.go does not count overlong lines in Stats.Invalid yet; see hardOverlongCountsInvalid")
-	}
 	n := startNode(t, Config{Name: "Goloman", MaxLineBytes: 64})
 	c := dialNode(t, n)
 	long := strings.Repeat("x", 100)

@@ -40,6 +40,8 @@ type loadOptions struct {
 	duration    time.Duration // the measured window
 	warmup      time.Duration // load before the window, not counted
 	expect      string        // auto, at, echo or any
+	clients     int           // client IDs per connection, used in turn
+	rate        float64       // requests per second over all connections; 0: as fast as replies come
 	dialTimeout time.Duration
 	drain       time.Duration // bound on waiting for the last replies
 }
@@ -50,6 +52,8 @@ type loadResult struct {
 	Replies  string         `json:"replies"` // what the replies were: "AT", "echo", "any" or "mixed"
 	Conns    int            `json:"conns"`
 	Inflight int            `json:"inflight"`
+	Clients  int            `json:"clients_per_conn"`
+	Offered  float64        `json:"offered_per_s,omitempty"` // -rate
 	Window   time.Duration  `json:"window_ns"`
 	Count    uint64         `json:"count"` // replies received in the window
 	Rate     float64        `json:"replies_per_s"`
@@ -75,6 +79,8 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	fs.IntVar(&o.inflight, "inflight", 16, "requests in flight on each connection")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `window`")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the window starts, not counted")
+	fs.IntVar(&o.clients, "clients", 1, "client IDs per connection, used in turn (each request is still a new report of its client)")
+	fs.Float64Var(&o.rate, "rate", 0, "send at most this many requests per second over all connections (0: a new request as soon as a reply comes)")
 	fs.StringVar(&o.expect, "expect", "auto", "what replies must be: at (AT lines), echo (the request echoed), any, or auto (decided by the first reply)")
 	fs.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "bound on connecting")
 	fs.DurationVar(&o.drain, "drain", 5*time.Second, "bound on waiting for the last replies after the window")
@@ -91,6 +97,10 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return benchUsage(e, "load", "-duration %v: want more than 0", o.duration)
 		case o.warmup < 0:
 			return benchUsage(e, "load", "-warmup %v: want 0 or more", o.warmup)
+		case o.clients < 1 || o.clients > 1_000_000:
+			return benchUsage(e, "load", "-clients %d: want 1 to 1000000", o.clients)
+		case o.rate < 0:
+			return benchUsage(e, "load", "-rate %v: want 0 or more", o.rate)
 		case *rounds < 1 || *rounds > 1000:
 			return benchUsage(e, "load", "-rounds %d: want 1 to 1000", *rounds)
 		}
@@ -204,8 +214,15 @@ func printLoadRound(w io.Writer, i, n int, r *loadRound) {
 }
 
 func printLoad(w io.Writer, label string, r *loadResult) {
-	fmt.Fprintf(w, "%s %s: %.0f replies/s (%d %s replies in %s; %d conns x %d in flight)\n",
+	fmt.Fprintf(w, "%s %s: %.0f replies/s (%d %s replies in %s; %d conns x %d in flight",
 		label, r.Addr, r.Rate, r.Count, r.Replies, r.Window, r.Conns, r.Inflight)
+	if r.Clients > 1 {
+		fmt.Fprintf(w, ", %d clients each", r.Clients)
+	}
+	if r.Offered > 0 {
+		fmt.Fprintf(w, ", offered %.0f/s", r.Offered)
+	}
+	fmt.Fprintf(w, ")\n")
 	fmt.Fprintf(w, "  latency %s\n", r.Latency)
 	if r.Answered > 0 && r.Elapsed > 0 {
 		per := func(d time.Duration) string {
@@ -228,6 +245,7 @@ func printLoad(w io.Writer, label string, r *loadResult) {
 // cannot be opened; everything that goes wrong later is counted in the
 // result's Errors.
 func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
+	o.clients = max(o.clients, 1)
 	d := net.Dialer{Timeout: o.dialTimeout}
 	conns := make([]*loadConn, 0, o.conns)
 	defer func() {
@@ -243,13 +261,19 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 			return nil, fmt.Errorf("connection %d of %d: %w", i+1, o.conns, err)
 		}
 		lc := &loadConn{
-			o:      &o,
-			c:      c,
-			prefix: []byte("IAMAT bench-" + run + "-" + strconv.Itoa(i) + " " + benchLocation + " "),
-			base:   wall,
-			ring:   make([]atomic.Int64, o.inflight),
-			wake:   make(chan struct{}, 1),
-			hist:   newLatHist(),
+			o:    &o,
+			c:    c,
+			base: wall,
+			ring: make([]atomic.Int64, o.inflight),
+			wake: make(chan struct{}, 1),
+			hist: newLatHist(),
+		}
+		for k := 0; k < o.clients; k++ {
+			id := "bench-" + run + "-" + strconv.Itoa(i)
+			if o.clients > 1 {
+				id += "-" + strconv.Itoa(k)
+			}
+			lc.prefixes = append(lc.prefixes, []byte("IAMAT "+id+" "+benchLocation+" "))
 		}
 		switch o.expect {
 		case "at":
@@ -297,7 +321,8 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 	elapsed := time.Duration(now())
 	window := time.Duration(max(min(int64(elapsed), winEnd)-winStart, 0))
 
-	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Window: window, Elapsed: elapsed, hist: newLatHist()}
+	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Window: window, Elapsed: elapsed, hist: newLatHist(),
+		Clients: o.clients, Offered: o.rate}
 	res.SelfCPU = processCPU() - selfCPU0
 	if serverPid != 0 {
 		res.ServerPid, res.ServerCPU = serverPid, procCPU(serverPid)-serverCPU0
@@ -337,10 +362,10 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 
 // loadConn is one connection of a load run.
 type loadConn struct {
-	o      *loadOptions
-	c      net.Conn
-	prefix []byte // "IAMAT <client> <location> "
-	base   int64  // client time of request 0, ns since the epoch
+	o        *loadOptions
+	c        net.Conn
+	prefixes [][]byte // "IAMAT <client> <location> ", one per client ID
+	base     int64    // client time of request 0, ns since the epoch
 
 	ring  []atomic.Int64 // send time of request i at i % inflight (ns since t0)
 	sent  atomic.Uint64  // requests handed to the connection (stored before the write)
@@ -361,8 +386,15 @@ type loadConn struct {
 // (ns since t0) has passed.
 func (lc *loadConn) write(stop <-chan struct{}, end int64, now func() int64) {
 	w := uint64(len(lc.ring))
-	buf := make([]byte, 0, int(w)*(len(lc.prefix)+32))
+	buf := make([]byte, 0, int(w)*(len(lc.prefixes[0])+32))
 	var seq uint64
+	// With a rate, request k is due at k/perConn seconds after t0.
+	perConn := lc.o.rate / float64(lc.o.conns)
+	var pace *time.Timer
+	if perConn > 0 {
+		pace = time.NewTimer(time.Hour)
+		defer pace.Stop()
+	}
 	for {
 		select {
 		case <-stop:
@@ -382,9 +414,23 @@ func (lc *loadConn) write(stop <-chan struct{}, end int64, now func() int64) {
 			}
 			continue
 		}
+		if perConn > 0 {
+			due := uint64(float64(t)/1e9*perConn) + 1 // requests due by now
+			if due <= seq {
+				next := time.Duration(float64(seq) / perConn * 1e9)
+				pace.Reset(next - time.Duration(t))
+				select {
+				case <-pace.C:
+				case <-stop:
+					return
+				}
+				continue
+			}
+			free = min(free, due-seq)
+		}
 		buf = buf[:0]
 		for k := seq; k < seq+free; k++ {
-			buf = append(buf, lc.prefix...)
+			buf = append(buf, lc.prefixes[k%uint64(len(lc.prefixes))]...)
 			buf = appendClientTime(buf, lc.base+int64(k))
 			buf = append(buf, '\n')
 			lc.ring[k%w].Store(t)

@@ -233,6 +233,35 @@ func TestBenchLoadHerd(t *testing.T) {
 	}
 }
 
+func TestBenchLoadClients(t *testing.T) {
+	n := benchNode(t, "Goloman")
+	o := benchLoadOptions(n.Addr().String())
+	o.clients = 3
+	res, err := runLoad(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoad(t, res, "AT")
+	if st := n.Stats(); st.Clients != int64(o.conns*o.clients) || st.RecordsLocal != res.Sent {
+		t.Errorf("node stats %+v after %d requests from %d clients", st, res.Sent, o.conns*o.clients)
+	}
+}
+
+func TestBenchLoadRate(t *testing.T) {
+	o := benchLoadOptions(benchEcho(t))
+	o.rate = 2000 // 400 requests in the 200ms window, 100 per connection
+	res, err := runLoad(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoad(t, res, "echo")
+	// Request k of a connection is due k/500 s after the start, the first
+	// at once: at most 101 per connection. A slow machine sends fewer.
+	if max := uint64(o.conns) * 101; res.Sent > max {
+		t.Errorf("sent %d at -rate %v for %v, want at most %d", res.Sent, o.rate, o.duration, max)
+	}
+}
+
 func TestBenchLoadCountsBadReplies(t *testing.T) {
 	o := benchLoadOptions(benchEcho(t))
 	o.expect = "at" // the echo server's replies are not AT lines

@@ -5,6 +5,8 @@ package herd
 // sub-slices of their input, formatters append to a caller's buffer.
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +43,7 @@ func splitFields(line []byte, f *fieldList) int {
 			break
 		}
 		start := i
-		for i < len(line) && !spaceTable[line[i]] {
-			i++
-		}
+		i = fieldEnd(line, i)
 		if n == maxFields {
 			return n
 		}
@@ -51,6 +51,33 @@ func splitFields(line []byte, f *fieldList) int {
 		n++
 	}
 	return n
+}
+
+// fieldEnd returns the index of the first white-space byte in b at or
+// after i, or len(b). It looks at eight bytes at a time: a word with no
+// byte below 0x21 holds no white space (every separator is 0x09-0x0d or
+// 0x20), and the classic "has a byte less than n" bit trick finds the
+// first byte below 0x21 exactly (borrows only run upwards). Such a byte
+// may still be a control character that belongs to the field.
+func fieldEnd(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		m := (x - 0x21*ones) &^ x & highs
+		if m == 0 {
+			i += 8
+			continue
+		}
+		j := i + bits.TrailingZeros64(m)/8
+		if spaceTable[b[j]] {
+			return j
+		}
+		i = j + 1
+	}
+	for i < len(b) && !spaceTable[b[i]] {
+		i++
+	}
+	return i
 }
 
 // iamat is a parsed IAMAT command; the byte fields alias the input line.

@@ -360,14 +360,32 @@ func (n *Node) linkReader(l *link) string {
 			return "read: " + err.Error()
 		}
 		logLine(n, s.id, "in", line)
+		s.st.active.Store(true)
+		if n.holds(line) {
+			// The same record came by another path: the common case in a
+			// herd with cycles, answered without parsing or allocating.
+			continue
+		}
 		rec, ok := parseAT(line)
 		if !ok {
 			n.log.LogAttrs(n.ctx, slog.LevelWarn, "bad record from peer", slog.String("conn", s.id), slog.String("peer", l.peer), slog.String("line", string(line)))
 			continue
 		}
 		n.offer(rec, l.peer)
-		s.st.active.Store(true)
 	}
+}
+
+// holds reports whether the table already holds exactly the AT line
+// line (its client ID is its fourth field).
+func (n *Node) holds(line []byte) bool {
+	var f fieldList
+	if splitFields(line, &f) != 6 {
+		return false
+	}
+	n.mu.Lock()
+	r, ok := n.table.get(f[3])
+	n.mu.Unlock()
+	return ok && r.Line == string(line)
 }
 
 // linkWriter sends the snapshot, then queued records, batching whatever is

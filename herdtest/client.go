@@ -71,11 +71,35 @@ func (s *Sim) connectDriver(c *Cluster, from, addr string, timeout time.Duration
 // blocking reads on it from the driving goroutine would deadlock).
 func (cc *ClientConn) Conn() net.Conn { return cc.e }
 
-// Write sends s. Like every write, it is delivered after the current
-// step.
-func (cc *ClientConn) Write(s string) error {
-	_, err := io.WriteString(cc.e, s)
-	return err
+// Write sends str. Like every write, it is delivered after the current
+// step. With a flow-control window (Options.Window) it queues what fits
+// and runs the simulation until the server has read enough for the rest;
+// if that takes longer than the reply timeout it gives up with an error
+// (the server is not reading: use Conn from a goroutine of the bubble to
+// write without limit).
+func (cc *ClientConn) Write(str string) error {
+	e := cc.e
+	s := e.s
+	p := []byte(str)
+	for {
+		s.mu.Lock()
+		n, err := e.writeLocked(p)
+		s.mu.Unlock()
+		p = p[n:]
+		if err != nil || len(p) == 0 {
+			return err
+		}
+		room := func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return e.room(1) > 0 || e.closed || e.rst
+		}
+		ok := s.RunUntil(room, cc.timeout)
+		cc.c.checkBudget()
+		if !ok {
+			return fmt.Errorf("herdtest: %s: window full for %v, %d bytes not written", e.outKey[:len(e.outKey)-1], cc.timeout, len(p))
+		}
+	}
 }
 
 // CloseWrite half-closes the connection: the server reads EOF after what

@@ -28,6 +28,9 @@ type Options struct {
 	Latency Latency
 	// SplitWrites cuts deliveries at random points (see SimOptions).
 	SplitWrites bool
+	// Window is the flow-control window of every connection direction
+	// (see SimOptions.Window); zero means writes never block.
+	Window int
 	// Epoch is the virtual wall-clock time at the start; zero means
 	// DefaultEpoch.
 	Epoch time.Time
@@ -107,7 +110,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = 10_000_000
 	}
-	sim := NewSim(SimOptions{Seed: opts.Seed, Epoch: opts.Epoch, Latency: opts.Latency, SplitWrites: opts.SplitWrites, Trace: opts.Trace, MaxEvents: opts.MaxEvents})
+	sim := NewSim(SimOptions{Seed: opts.Seed, Epoch: opts.Epoch, Latency: opts.Latency, SplitWrites: opts.SplitWrites, Trace: opts.Trace, MaxEvents: opts.MaxEvents, Window: opts.Window})
 	c := &Cluster{
 		t:      t,
 		sim:    sim,
@@ -330,7 +333,20 @@ func (c *Cluster) Quiesce(limit time.Duration) (time.Duration, bool) {
 // Converged reports whether every running node holds the same table. If
 // not, diff describes the first differences.
 func (c *Cluster) Converged() (ok bool, diff string) {
-	live := c.Live()
+	return c.ConvergedAmong(c.Live()...)
+}
+
+// ConvergedAmong reports whether the running nodes among servers hold the
+// same table (servers that are down are left out): for herds where some
+// node is meant to stand apart, such as one configured with the wrong
+// secret. If not, diff describes the first differences.
+func (c *Cluster) ConvergedAmong(servers ...string) (ok bool, diff string) {
+	var live []string
+	for _, name := range servers {
+		if c.nodes[name] != nil {
+			live = append(live, name)
+		}
+	}
 	if len(live) < 2 {
 		return true, ""
 	}

@@ -24,9 +24,20 @@ type conn struct {
 // endpoint is one end of a connection; it is the net.Conn its owner holds.
 //
 // Semantics follow TCP (Linux):
-//   - Write never blocks (the send buffer is unbounded). Bytes written during
-//     one settle step are delivered, in order, after a latency; with
-//     SplitWrites, in up to three pieces.
+//   - Without a window (SimOptions.Window zero) Write never blocks: the send
+//     buffer is unbounded. With a window, a direction holds at most Window
+//     bytes that the receiver has not read (in the sender's step buffer, in
+//     flight, or unread at the receiver, like TCP's send and receive
+//     buffers together): Write takes what fits and blocks, durably in the
+//     synctest sense, until the receiver reads or the connection fails.
+//     A Write that fails after taking part of p reports how much it took;
+//     those bytes are still delivered, so a writer cut off while blocked
+//     leaves a partial line in the stream, as over TCP. Bytes written
+//     during one settle step are delivered, in order, after a latency;
+//     with SplitWrites, in up to three pieces.
+//   - Sim.StopReading makes Read on the chosen endpoints block as if
+//     nothing had arrived (data and EOF wait; a reset or a local Close
+//     still ends it), modelling a process that stops reading its socket.
 //   - CloseWrite sends FIN after the bytes written before it. The other side
 //     reads them, then io.EOF. Writing after CloseWrite fails with EPIPE.
 //   - Close stops local reads and writes at once (net.ErrClosed). It sends
@@ -45,7 +56,8 @@ type endpoint struct {
 	host          string // the party that owns this end
 	outKey        string
 	local, remote Addr
-	cond          sync.Cond // L is &s.mu
+	cond          sync.Cond // readers wait here; L is &s.mu
+	wcond         sync.Cond // writers wait here for window space; L is &s.mu
 
 	buf     []byte // received, not yet read
 	eof     bool   // FIN received
@@ -53,6 +65,17 @@ type endpoint struct {
 	closed  bool   // Close called (or the host crashed)
 	wshut   bool   // FIN queued
 	sentRST bool
+	cutOut  bool // BreakMidLine cut this direction: later data is lost
+	midLine bool // the last byte received was not a newline
+
+	// held counts bytes this end wrote that the other end has neither
+	// read nor lost (step buffer, in flight, unread): what the window
+	// bounds. written and read are totals: bytes Write took on this end,
+	// bytes Read returned on this end. blocked counts Writes waiting for
+	// window space.
+	held          int
+	written, read int64
+	blocked       int
 
 	// hook, when set, is called by the driver before a data event is
 	// applied to this endpoint, without s.mu held.
@@ -62,6 +85,31 @@ type endpoint struct {
 func (e *endpoint) init(s *Sim, c *conn, side int, host, outKey string, local, remote Addr) {
 	e.s, e.c, e.side, e.host, e.outKey, e.local, e.remote = s, c, side, host, outKey, local, remote
 	e.cond.L = &s.mu
+	e.wcond.L = &s.mu
+}
+
+// wake wakes the endpoint's blocked readers and writers. s.mu must be
+// held.
+func (e *endpoint) wake() {
+	e.cond.Broadcast()
+	e.wcond.Broadcast()
+}
+
+// consumed accounts for n bytes sent by e's peer that left the network at
+// e (read by e's owner or lost), freeing window space. s.mu must be held.
+func (e *endpoint) consumed(n int) {
+	if n == 0 {
+		return
+	}
+	w := e.peer()
+	w.held -= n
+	w.wcond.Broadcast()
+}
+
+// discard drops the unread bytes. s.mu must be held.
+func (e *endpoint) discard() {
+	e.consumed(len(e.buf))
+	e.buf = nil
 }
 
 func (e *endpoint) peer() *endpoint { return &e.c.ends[1-e.side] }
@@ -81,12 +129,16 @@ func (e *endpoint) Read(p []byte) (int, error) {
 			return 0, e.opErr("read", net.ErrClosed)
 		case e.rst:
 			return 0, e.opErr("read", syscall.ECONNRESET)
+		case e.s.readStopped(e):
+			// The owner "does not read": wait for ResumeReading.
 		case len(e.buf) > 0:
 			n := copy(p, e.buf)
 			e.buf = e.buf[n:]
 			if len(e.buf) == 0 {
 				e.buf = nil
 			}
+			e.read += int64(n)
+			e.consumed(n)
 			return n, nil
 		case e.eof:
 			return 0, io.EOF
@@ -97,11 +149,29 @@ func (e *endpoint) Read(p []byte) (int, error) {
 	}
 }
 
-// Write queues p for delivery; it never blocks.
+// Write queues p for delivery. Without a window it never blocks; with
+// one it takes what fits and waits for room for the rest.
 func (e *endpoint) Write(p []byte) (int, error) {
 	s := e.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
+	for {
+		k, err := e.writeLocked(p[n:])
+		n += k
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		e.blocked++
+		e.wcond.Wait()
+		e.blocked--
+	}
+}
+
+// writeLocked queues as much of p as the window allows, without blocking.
+// s.mu must be held.
+func (e *endpoint) writeLocked(p []byte) (int, error) {
+	s := e.s
 	switch {
 	case e.closed:
 		return 0, e.opErr("write", net.ErrClosed)
@@ -110,11 +180,30 @@ func (e *endpoint) Write(p []byte) (int, error) {
 	case e.wshut:
 		return 0, e.opErr("write", syscall.EPIPE)
 	}
-	if len(p) > 0 {
+	k := e.room(len(p))
+	if k > 0 {
 		ob := s.outboxOf(e)
-		ob.data = append(ob.data, p...)
+		ob.data = append(ob.data, p[:k]...)
+		e.held += k
+		e.written += int64(k)
+		s.stats.MaxBuffered = max(s.stats.MaxBuffered, e.held)
 	}
-	return len(p), nil
+	return k, nil
+}
+
+// room returns how many of want bytes the window lets e write now. s.mu
+// must be held.
+func (e *endpoint) room(want int) int {
+	w := e.s.opts.Window
+	if w <= 0 {
+		return want
+	}
+	if p := e.peer(); p.closed || p.rst {
+		// A receiver that is gone never opens the window again; the
+		// writer waits for the reset that its bytes will draw.
+		return 0
+	}
+	return max(0, min(want, w-e.held))
 }
 
 // CloseWrite sends FIN after everything written so far.
@@ -164,8 +253,8 @@ func (e *endpoint) closeLocked() {
 			ob.terms = append(ob.terms, kindFIN)
 		}
 	}
-	e.buf = nil
-	e.cond.Broadcast()
+	e.discard()
+	e.wake()
 	e.s.maybeForget(e.c)
 }
 
@@ -179,8 +268,8 @@ func (e *endpoint) abort() {
 		e.sendRST()
 	}
 	e.closed = true
-	e.buf = nil
-	e.cond.Broadcast()
+	e.discard()
+	e.wake()
 	e.s.maybeForget(e.c)
 }
 
@@ -200,8 +289,8 @@ func (e *endpoint) reset() {
 		return
 	}
 	e.rst = true
-	e.buf = nil
-	e.cond.Broadcast()
+	e.discard()
+	e.wake()
 }
 
 // receive applies a data, FIN or RST event to the endpoint. s.mu must be
@@ -211,19 +300,27 @@ func (e *endpoint) receive(ev *event) {
 	dead := e.closed || e.rst
 	switch ev.kind {
 	case kindData:
+		lost := dead || e.peer().cutOut
+		if !lost && len(s.breaks) > 0 {
+			if f, k := s.breakAt(e, ev.data); f != nil {
+				s.cutLine(e, ev, f, k)
+			}
+		}
 		s.stats.Bytes += int64(len(ev.data))
 		verb := "data"
-		if dead {
+		if lost {
 			verb = "data-dropped"
 		}
 		s.trace.add(s.now, ev.key, verb, strconv.Quote(string(ev.data)))
-		if dead {
-			if e.closed && !e.rst {
+		if lost {
+			e.consumed(len(ev.data))
+			if dead && e.closed && !e.rst {
 				e.sendRST() // bytes for a closed socket: the sender gets RST
 			}
 			return
 		}
 		e.buf = append(e.buf, ev.data...)
+		e.midLine = ev.data[len(ev.data)-1] != '\n'
 	case kindFIN:
 		s.trace.add(s.now, ev.key, "fin", "")
 		if dead {
@@ -236,9 +333,9 @@ func (e *endpoint) receive(ev *event) {
 			return
 		}
 		e.rst = true
-		e.buf = nil
+		e.discard()
 	}
-	e.cond.Broadcast()
+	e.wake()
 	s.maybeForget(e.c)
 }
 

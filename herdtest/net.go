@@ -149,6 +149,7 @@ func (s *Sim) startDial(t *transport, from, addr string) (*pendingDial, error) {
 		return nil, errHostDown
 	}
 	s.stats.Dials++
+	s.dialN[from+"->"+addr]++
 	d := &pendingDial{from: from, addr: addr, result: make(chan dialResult, 1)}
 	s.dials[d] = struct{}{}
 	key := "dial " + from + "->" + addr

@@ -14,6 +14,7 @@ const (
 	kindFIN                 // the other side's end of stream reaches an endpoint
 	kindRST                 // a reset reaches an endpoint
 	kindTimer               // a Clock.AfterFunc or sim wake-up is due
+	kindBreak               // a BreakMidLine fault ends its connection
 )
 
 func (k kind) String() string {
@@ -26,6 +27,8 @@ func (k kind) String() string {
 		return "fin"
 	case kindRST:
 		return "rst"
+	case kindBreak:
+		return "break"
 	default:
 		return "timer"
 	}
@@ -44,6 +47,7 @@ type event struct {
 	data  []byte    // data
 	dial  *pendingDial
 	timer *timer
+	brk   *breakFault // the fault a break event applies
 
 	index int // in the heap; -1 once removed
 }

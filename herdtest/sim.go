@@ -56,6 +56,13 @@ type SimOptions struct {
 	// reached, no more are applied and Exhausted reports true. It turns a
 	// runaway (a flooding loop) into a failure instead of a hang.
 	MaxEvents int
+	// Window, when positive, is the flow-control window of every
+	// connection direction, in bytes: at most Window bytes written on it
+	// may be unread by the receiver (queued, in flight or in its receive
+	// buffer) and a Write that finds the window full blocks until the
+	// receiver reads, like TCP with its send and receive buffers together.
+	// Zero means writes never block. See Sim.StopReading and Sim.Flows.
+	Window int
 }
 
 // Stats counts what a simulation did.
@@ -73,6 +80,12 @@ type Stats struct {
 	// PeerRecords counts the AT lines servers sent each other: the
 	// messages of flooding and anti-entropy.
 	PeerRecords int
+	// MaxBuffered is the most bytes one connection direction has held at
+	// once: written and neither read by the receiver nor lost. With
+	// SimOptions.Window it never exceeds the window.
+	MaxBuffered int
+	// Breaks counts BreakMidLine faults fired.
+	Breaks int
 }
 
 // Sim is a deterministic simulation of a network of hosts: virtual time,
@@ -118,6 +131,10 @@ type Sim struct {
 	cuts      map[[2]string]bool
 	links     map[[2]string]Latency
 	nextPort  int
+	dialN     map[string]int     // dial attempts per "from->addr"
+	stopped   map[[2]string]bool // {reader, sender} pairs that do not read; sender "" for all
+	breaks    []*breakFault      // armed BreakMidLine faults
+	onEvent   func()             // run by the driver after each event
 
 	trace *Trace
 	stats Stats
@@ -155,6 +172,8 @@ func NewSim(opts SimOptions) *Sim {
 		cuts:      make(map[[2]string]bool),
 		links:     make(map[[2]string]Latency),
 		nextPort:  40000,
+		dialN:     make(map[string]int),
+		stopped:   make(map[[2]string]bool),
 		trace:     newTrace(opts.Trace),
 	}
 }
@@ -309,9 +328,23 @@ func (s *Sim) step(deadline time.Duration) bool {
 	for _, e := range batch {
 		s.apply(e)
 	}
+	f := s.onEvent
 	s.mu.Unlock()
 	s.settle()
+	if f != nil {
+		f()
+	}
 	return true
+}
+
+// OnEvent makes the driver call f after every event it applies, once the
+// bubble has settled again (nil removes it): a place to check invariants
+// that must hold at all times, not only when a test looks. f runs on the
+// driver's goroutine and must not drive the simulation.
+func (s *Sim) OnEvent(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onEvent = f
 }
 
 func (s *Sim) exhaustedLocked() bool {
@@ -404,6 +437,8 @@ func (s *Sim) apply(e *event) {
 		t.fired = true
 		s.trace.add(s.now, e.key, "timer", "")
 		go t.f()
+	case kindBreak:
+		s.applyBreak(e)
 	}
 }
 

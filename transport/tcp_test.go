@@ -212,7 +212,8 @@ func TestTLSRefusesCertificateFromAnotherCA(t *testing.T) {
 		c.Close()
 		t.Fatal("Dial succeeded with a server certificate from an unknown CA")
 	}
-	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); !ok {
+	var verr *tls.CertificateVerificationError
+	if !errors.As(err, &verr) {
 		t.Errorf("Dial error %v (%T), want a certificate verification error", err, err)
 	}
 	if a := <-done; a.err == nil {

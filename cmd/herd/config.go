@@ -495,7 +495,8 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 	}
 	if fc.tls != nil {
 		tlsCfg, err := fc.tls.Config(s.Name, fc.tlsNames())
-		if me, ok := errors.AsType[*multierror.Error](err); ok {
+		var me *multierror.Error
+		if errors.As(err, &me) {
 			errs = multierror.Append(errs, me.Errors...)
 		} else if err != nil {
 			errs = multierror.Append(errs, err)

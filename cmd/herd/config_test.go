@@ -69,7 +69,8 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 			var got []string
-			if me, ok := errors.AsType[*multierror.Error](err); ok {
+			var me *multierror.Error
+			if errors.As(err, &me) {
 				for _, e := range me.Errors {
 					got = append(got, e.Error())
 				}

@@ -103,7 +103,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		cfg, places, err := fc.nodeConfig(*name, e.getenv, names)
 		if err != nil {
-			if _, multi := errors.AsType[*multierror.Error](err); multi && *configPath != "" {
+			var me *multierror.Error
+			if errors.As(err, &me) && *configPath != "" {
 				err = prefixErrors(*configPath, err)
 			}
 			return configError(e, err)
@@ -236,7 +237,8 @@ func orNone(s string) string {
 // returns exitUsage.
 func configError(e *env, err error) int {
 	var errs []error
-	if me, ok := errors.AsType[*multierror.Error](err); ok {
+	var me *multierror.Error
+	if errors.As(err, &me) {
 		errs = me.Errors
 	} else {
 		errs = []error{err}

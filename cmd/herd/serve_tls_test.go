@@ -504,7 +504,8 @@ func TestServeTLSConfigErrors(t *testing.T) {
 // errorLines lists the problems in err, one per multierror entry.
 func errorLines(err error) []string {
 	var got []string
-	if me, ok := errors.AsType[*multierror.Error](err); ok {
+	var me *multierror.Error
+	if errors.As(err, &me) {
 		for _, e := range me.Errors {
 			got = append(got, e.Error())
 		}

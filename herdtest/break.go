@@ -130,3 +130,11 @@ func (s *Sim) applyBreak(ev *event) {
 		s.forget(c)
 	}
 }
+
+// CancelBreaks disarms every BreakMidLine fault that has not fired yet.
+func (s *Sim) CancelBreaks() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.breaks = nil
+	s.fault("break-cancelled", "")
+}

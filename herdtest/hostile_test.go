@@ -321,6 +321,10 @@ func (o *oracle) verdict() string {
 	return ""
 }
 
+// outcome is how a hostile scenario ended: a known herd bug it met (see
+// forSeeds) and its trace hash (for TestHostileDeterminism).
+type outcome struct{ bug, sum string }
+
 // hostileTimes are the client times of the test clients' reports: each
 // report is newer than the last, so it changes every table.
 func hostileTime(i int) string {
@@ -346,7 +350,7 @@ func peerFlow(s *Sim, from, to string) (Flow, bool) {
 // PeerQueue overflows and the link is cut as too slow. Clients of every
 // server get exact, prompt replies meanwhile; once the server reads again
 // the herd converges.
-func stuckPeer(t *testing.T, seed uint64, burst bool) string {
+func stuckPeer(t *testing.T, seed uint64, burst bool) outcome {
 	r := newRand(seed, fmt.Sprintf("stuck peer burst=%v", burst))
 	const (
 		peerQueue    = 32
@@ -506,7 +510,7 @@ func stuckPeer(t *testing.T, seed uint64, burst bool) string {
 	if n := s.Buffered(); n != 0 {
 		t.Errorf("%d bytes still buffered after Close", n)
 	}
-	return o.verdict()
+	return outcome{o.verdict(), s.Trace().Sum()}
 }
 
 func countStopped(s *Sim) int {
@@ -520,11 +524,11 @@ func countStopped(s *Sim) int {
 }
 
 func TestHostileStuckPeerWriteTimeout(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, false) })
+	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, false).bug })
 }
 
 func TestHostileStuckPeerQueueOverflow(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, true) })
+	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, true).bug })
 }
 
 // TestHostileClientNeverReads: a client pipelines IAMATs and WHATSATs and
@@ -534,7 +538,11 @@ func TestHostileStuckPeerQueueOverflow(t *testing.T) {
 // network nor the server holds more than the window and the reply buffer
 // for it.
 func TestHostileClientNeverReads(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string {
+	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return clientNeverReads(t, seed).bug })
+}
+
+func clientNeverReads(t *testing.T, seed uint64) outcome {
+	{
 		r := newRand(seed, "client never reads")
 		const writeTimeout = 2 * time.Second
 		window := 1024 + r.IntN(3072)
@@ -653,6 +661,6 @@ func TestHostileClientNeverReads(t *testing.T) {
 		o.check(names...)
 		s.OnEvent(nil)
 		c.Close()
-		return o.verdict()
-	})
+		return outcome{o.verdict(), s.Trace().Sum()}
+	}
 }

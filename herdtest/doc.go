@@ -54,6 +54,15 @@
 //
 // # Faults and what survives them
 //
+// Besides partitions, resets, crashes and latency, a simulation can
+// apply back-pressure and hostile behaviour: SimOptions.Window (and
+// Options.Window) gives every connection direction a TCP-like
+// flow-control window, so writers block when the receiver does not read;
+// [Sim.StopReading] makes a host stop reading chosen connections;
+// [Sim.BreakMidLine] cuts a record line in the middle of its delivery and
+// ends the connection; [Sim.Flows], [Sim.Buffered] and Stats.MaxBuffered
+// show what the network holds.
+//
 // Partitions refuse dials across them and reset connections across them.
 // Clients (connections made by Cluster.Connect, Report, Command or
 // Sim.Dial from a non-host) stand outside the herd and are never cut. A

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,8 @@ type session struct {
 	id  string
 	lr  *lineReader
 	out []byte // replies not yet written
+	// firstLine disarms the first-line timer (see serveConn).
+	firstLine func() bool
 }
 
 // serveConn serves one accepted connection until it closes. A first line
@@ -28,7 +31,20 @@ func (n *Node) serveConn(c net.Conn, st *connState) {
 	s := &session{n: n, c: c, st: st, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
 	remote := addrString(c.RemoteAddr())
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection opened", slog.String("conn", id), slog.String("remote", remote))
+	// Until its first line arrives a connection is neither client nor
+	// peer, and one that never finishes a line must not hold one of
+	// MaxConns for ever (slow-loris).
+	var quiet atomic.Bool
+	t := n.clock.AfterFunc(n.cfg.HandshakeTimeout, func() {
+		quiet.Store(true)
+		c.Close()
+	})
+	s.firstLine = t.Stop
 	reason := s.serve()
+	t.Stop()
+	if quiet.Load() {
+		reason = "no complete first line within HandshakeTimeout"
+	}
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection closed", slog.String("conn", id), slog.String("remote", remote), slog.String("why", reason))
 }
 
@@ -70,6 +86,7 @@ func (s *session) serve() string {
 		}
 		if first {
 			first = false
+			s.firstLine()
 			if isPeerHello(line) {
 				return n.acceptPeer(s, line)
 			}

@@ -188,9 +188,9 @@ type Config struct {
 	// RedialMin and RedialMax bound the jittered exponential backoff
 	// between attempts to dial a neighbour (defaults 50ms and 5s).
 	RedialMin, RedialMax time.Duration
-	// HandshakeTimeout bounds a peer handshake, from the hello line to
-	// the link coming up (default 10s). A connection that sends nothing
-	// at all is a quiet client until IdleTimeout closes it.
+	// HandshakeTimeout bounds the wait for a new connection's first
+	// complete line (which tells client from peer) and, for a peer, the
+	// handshake from that line to the link coming up (default 10s).
 	HandshakeTimeout time.Duration
 	// CloseAfterReply closes every client connection after its first
 	// reply, for test clients that read until EOF.

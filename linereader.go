@@ -24,6 +24,11 @@ type lineReader struct {
 	max        int
 	scanned    int // buf[start:scanned] holds no newline
 	eof        bool
+	// dropPartial makes an unterminated last line at EOF disappear
+	// instead of counting as a line. Clients' last lines count
+	// (PROTOCOL.md section 1); a peer's torn line is a record no server
+	// wrote and must never be taken for one.
+	dropPartial bool
 }
 
 const initialLineBuffer = 512
@@ -33,7 +38,8 @@ func newLineReader(r io.Reader, max int) *lineReader {
 }
 
 // next returns the next complete line, without its newline, if one is
-// buffered. After EOF it returns the unterminated remainder once. The
+// buffered. After EOF it returns the unterminated remainder once, unless
+// dropPartial is set. The
 // slice is valid until the next call to fill.
 func (lr *lineReader) next() ([]byte, bool) {
 	if lr.start == lr.end {
@@ -50,7 +56,7 @@ func (lr *lineReader) next() ([]byte, bool) {
 	if lr.eof {
 		line := lr.buf[lr.start:lr.end]
 		lr.start, lr.scanned = lr.end, lr.end
-		return line, true
+		return line, !lr.dropPartial
 	}
 	return nil, false
 }

@@ -107,6 +107,7 @@ func (s *session) refuse(peer string, line []byte, why string) string {
 // acceptPeer runs the acceptor's side of the handshake on a connection
 // whose first line was hello, then serves the link until it drops.
 func (n *Node) acceptPeer(s *session, hello []byte) string {
+	s.lr.dropPartial = true
 	logLine(n, s.id, "in", hello)
 	stop := n.handshakeTimer(s)
 	defer stop()
@@ -180,6 +181,7 @@ var errRefused = errors.New("refused")
 // dialPeer runs the dialer's side of the handshake, then serves the link
 // until it drops. It reports whether the link came up.
 func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
+	s.lr.dropPartial = true
 	stop := n.handshakeTimer(s)
 	defer stop()
 	nonceD := nonce(rng)

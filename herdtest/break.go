@@ -102,7 +102,7 @@ func (s *Sim) cutLine(e *endpoint, ev *event, f *breakFault, k int) {
 	s.stats.Breaks++
 	w := e.peer()
 	w.cutOut = true
-	e.consumed(len(ev.data) - k)
+	e.lost(len(ev.data) - k)
 	s.trace.add(s.now, ev.key, "break", fmt.Sprintf("%v after %d of %d bytes", f.mode, k, len(ev.data)))
 	ev.data = ev.data[:k]
 	s.schedule(&event{at: s.now, key: ev.key, kind: kindBreak, ep: e, brk: f})

@@ -121,7 +121,10 @@ func (cc *ClientConn) pull() bool {
 	ready := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(e.buf) > 0 || e.eof || e.rst || e.closed
+		// A party that stopped reading (Sim.StopReading) reads nothing
+		// until it resumes: the read times out rather than block the
+		// driver.
+		return e.rst || e.closed || (!s.readStopped(e) && (len(e.buf) > 0 || e.eof))
 	}
 	ok := s.RunUntil(ready, cc.timeout)
 	cc.c.checkBudget()

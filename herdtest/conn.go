@@ -29,7 +29,9 @@ type conn struct {
 //     bytes that the receiver has not read (in the sender's step buffer, in
 //     flight, or unread at the receiver, like TCP's send and receive
 //     buffers together): Write takes what fits and blocks, durably in the
-//     synctest sense, until the receiver reads or the connection fails.
+//     synctest sense, until the receiver reads or the connection fails
+//     (bytes lost at a receiver that closed or was reset never reopen the
+//     window: the writer waits for the reset they draw, as over TCP).
 //     A Write that fails after taking part of p reports how much it took;
 //     those bytes are still delivered, so a writer cut off while blocked
 //     leaves a partial line in the stream, as over TCP. Bytes written
@@ -69,11 +71,14 @@ type endpoint struct {
 	midLine bool // the last byte received was not a newline
 
 	// held counts bytes this end wrote that the other end has neither
-	// read nor lost (step buffer, in flight, unread): what the window
-	// bounds. written and read are totals: bytes Write took on this end,
-	// bytes Read returned on this end. blocked counts Writes waiting for
-	// window space.
-	held          int
+	// read nor lost (step buffer, in flight, unread): what the network
+	// holds for it. unacked counts bytes written and not yet read by the
+	// other end, lost ones included: what the window bounds (bytes lost
+	// at a dead receiver never open the window; the reset they draw ends
+	// the writer). written and read are totals: bytes Write took on this
+	// end, bytes Read returned on this end. blocked counts Writes waiting
+	// for window space.
+	held, unacked int
 	written, read int64
 	blocked       int
 
@@ -95,20 +100,26 @@ func (e *endpoint) wake() {
 	e.wcond.Broadcast()
 }
 
-// consumed accounts for n bytes sent by e's peer that left the network at
-// e (read by e's owner or lost), freeing window space. s.mu must be held.
+// consumed accounts for n bytes sent by e's peer that e's owner read:
+// they leave the network and free window space. s.mu must be held.
 func (e *endpoint) consumed(n int) {
 	if n == 0 {
 		return
 	}
 	w := e.peer()
 	w.held -= n
+	w.unacked -= n
 	w.wcond.Broadcast()
 }
 
+// lost accounts for n bytes sent by e's peer that were lost at e (unread
+// when it closed or was reset, or arriving after): they leave the
+// network but free no window space. s.mu must be held.
+func (e *endpoint) lost(n int) { e.peer().held -= n }
+
 // discard drops the unread bytes. s.mu must be held.
 func (e *endpoint) discard() {
-	e.consumed(len(e.buf))
+	e.lost(len(e.buf))
 	e.buf = nil
 }
 
@@ -185,6 +196,7 @@ func (e *endpoint) writeLocked(p []byte) (int, error) {
 		ob := s.outboxOf(e)
 		ob.data = append(ob.data, p[:k]...)
 		e.held += k
+		e.unacked += k
 		e.written += int64(k)
 		s.stats.MaxBuffered = max(s.stats.MaxBuffered, e.held)
 	}
@@ -198,12 +210,7 @@ func (e *endpoint) room(want int) int {
 	if w <= 0 {
 		return want
 	}
-	if p := e.peer(); p.closed || p.rst {
-		// A receiver that is gone never opens the window again; the
-		// writer waits for the reset that its bytes will draw.
-		return 0
-	}
-	return max(0, min(want, w-e.held))
+	return max(0, min(want, w-e.unacked))
 }
 
 // CloseWrite sends FIN after everything written so far.
@@ -313,7 +320,7 @@ func (e *endpoint) receive(ev *event) {
 		}
 		s.trace.add(s.now, ev.key, verb, strconv.Quote(string(ev.data)))
 		if lost {
-			e.consumed(len(ev.data))
+			e.lost(len(ev.data))
 			if dead && e.closed && !e.rst {
 				e.sendRST() // bytes for a closed socket: the sender gets RST
 			}

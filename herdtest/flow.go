@@ -73,6 +73,10 @@ type Flow struct {
 	// neither read nor lost: in the sender's step buffer, in flight or
 	// unread. SimOptions.Window bounds it.
 	Held int
+	// Unacked is the bytes written that the receiver has not read, lost
+	// ones included: what the window counts. It differs from Held only
+	// once the receiver has closed or been reset.
+	Unacked int
 	// Unread is the part of Held that has arrived and waits in the
 	// receiver's buffer.
 	Unread int
@@ -97,7 +101,7 @@ func (s *Sim) Flows() []Flow {
 			r := w.peer()
 			out = append(out, Flow{
 				Key: w.outKey, From: w.host, To: r.host,
-				Held: w.held, Unread: len(r.buf),
+				Held: w.held, Unacked: w.unacked, Unread: len(r.buf),
 				Written: w.written, Read: r.read,
 				Blocked: w.blocked, Stopped: s.readStopped(r),
 			})

@@ -252,3 +252,23 @@ func TestBreakMidLine(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowWriteToClosedPeer: a receiver that closed with nothing unread
+// sends FIN; the writer may still write (up to the window), and its bytes
+// draw a reset, as over TCP. A writer blocked on a full window to a dead
+// receiver waits for that reset.
+func TestWindowWriteToClosedPeer(t *testing.T) {
+	simTest(t, SimOptions{Seed: 6, Window: 8}, func(t *testing.T, s *Sim) {
+		cli, srv := pipe(t, s, "client", "srv")
+		srv.Close()
+		s.RunFor(time.Second)
+		done := writeAsync(cli, []byte("0123456789"))
+		s.RunFor(time.Second)
+		if r := <-done; r.n != 8 || !errors.Is(r.err, syscall.ECONNRESET) {
+			t.Errorf("Write to a closed peer: %+v; want 8 bytes taken, then ECONNRESET", r)
+		}
+		if n := s.Buffered(); n != 0 {
+			t.Errorf("Buffered %d", n)
+		}
+	})
+}

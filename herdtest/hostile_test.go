@@ -41,12 +41,8 @@ func hostileSeeds(t *testing.T, def int) []uint64 {
 }
 
 // forSeeds runs f in a fresh bubble for each seed, as subtest seed=N, and
-// prints the replay command of a seed that fails. f returns a message
-// when the run met a known herd bug: the subtest is then skipped with it
-// (see herdBug), after whatever else failed has failed it. (A Skip inside
-// the bubble would not skip the subtest: synctest.Test only reports
-// failure.)
-func forSeeds(t *testing.T, def int, f func(t *testing.T, seed uint64) (bug string)) {
+// prints the replay command of a seed that fails.
+func forSeeds(t *testing.T, def int, f func(t *testing.T, seed uint64)) {
 	name := t.Name()
 	for _, seed := range hostileSeeds(t, def) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -57,23 +53,9 @@ func forSeeds(t *testing.T, def int, f func(t *testing.T, seed uint64) (bug stri
 					fmt.Println(msg)
 				}
 			}()
-			var bug string
-			synctest.Test(t, func(t *testing.T) { bug = f(t, seed) })
-			if bug != "" {
-				herdBug(t, bug)
-			}
+			synctest.Test(t, func(t *testing.T) { f(t, seed) })
 		})
 	}
-}
-
-// herdBug skips t with msg, or fails it when HERD_SIM_BUGS is set (to see
-// a known herd bug fail while fixing it). Call it outside the bubble.
-func herdBug(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("HERD_SIM_BUGS") != "" {
-		t.Fatal("herd bug: " + msg)
-	}
-	t.Skip("herd bug: " + msg)
 }
 
 // logEntry is one log record a node wrote.
@@ -291,39 +273,28 @@ func (o *oracle) checkClients(keep func(client string) bool, servers ...string) 
 	}
 }
 
-// verdict reports records no server wrote. A record that is a strict
-// prefix of a line a server wrote is a torn line, a known herd bug
-// (TestHerdBugTornLineAtEOF): verdict returns a message for forSeeds to
-// skip the test with, after every other check has had its say (a failed
-// test stays failed when skipped).
-func (o *oracle) verdict() string {
+// verdict fails the test for every record a node held whose AT line no
+// server wrote. One that is a strict prefix of a line a server wrote is a
+// torn line: a record cut where its link ended (TestTornLineAtEOF).
+func (o *oracle) verdict() {
 	o.t.Helper()
 	o.watch()
-	var torn []string
+	var bad []string
 	for line, where := range o.bad {
-		prefix := false
+		kind := "a record no server wrote"
 		for l := range o.legit {
 			if strings.HasPrefix(l, line) {
-				prefix = true
+				kind = "a torn record line (see TestTornLineAtEOF)"
 				break
 			}
 		}
-		if prefix {
-			torn = append(torn, fmt.Sprintf("%q (%s)", line, where))
-		} else {
-			o.t.Errorf("a node held a record no server wrote: %q (%s)", line, where)
-		}
+		bad = append(bad, fmt.Sprintf("%s: %q (%s)", kind, line, where))
 	}
-	if len(torn) > 0 {
-		slices.Sort(torn)
-		return "(TestHerdBugTornLineAtEOF) a torn record line was accepted from a peer link that ended mid-line: " + strings.Join(torn, ", ")
+	slices.Sort(bad)
+	for _, b := range bad {
+		o.t.Errorf("a node held %s", b)
 	}
-	return ""
 }
-
-// outcome is how a hostile scenario ended: a known herd bug it met (see
-// forSeeds) and its trace hash (for TestHostileDeterminism).
-type outcome struct{ bug, sum string }
 
 // hostileTimes are the client times of the test clients' reports: each
 // report is newer than the last, so it changes every table.
@@ -350,7 +321,7 @@ func peerFlow(s *Sim, from, to string) (Flow, bool) {
 // PeerQueue overflows and the link is cut as too slow. Clients of every
 // server get exact, prompt replies meanwhile; once the server reads again
 // the herd converges.
-func stuckPeer(t *testing.T, seed uint64, burst bool) outcome {
+func stuckPeer(t *testing.T, seed uint64, burst bool) (traceSum string) {
 	r := newRand(seed, fmt.Sprintf("stuck peer burst=%v", burst))
 	const (
 		peerQueue    = 32
@@ -420,13 +391,6 @@ func stuckPeer(t *testing.T, seed uint64, burst bool) outcome {
 		}
 	})
 
-	var burstConns []*sentReport
-	if burst {
-		// Connected before the stall, written at once after it.
-		for i := range peerQueue + 8 {
-			burstConns = append(burstConns, o.connect(writer, "burst"+strconv.Itoa(i), locs[i%len(locs)], hostileTime(1000+i)))
-		}
-	}
 	s.StopReading(reader, writer)
 	stallStart := s.Elapsed()
 	// A trickle of reports at every server until the writer blocks (and,
@@ -445,6 +409,16 @@ func stuckPeer(t *testing.T, seed uint64, burst bool) outcome {
 		t.Fatalf("%s's writer to %s never blocked (window %d)", writer, reader, window)
 	}
 	if burst {
+		// Connected once the writer is blocked (no record arrives at the
+		// writer meanwhile), written all at once: the records reach it one
+		// event each.
+		var burstConns []*sentReport
+		for i := range peerQueue + 8 {
+			burstConns = append(burstConns, o.connect(writer, "burst"+strconv.Itoa(i), locs[i%len(locs)], hostileTime(1000+i)))
+		}
+		if cutAt >= 0 {
+			t.Fatalf("%s cut its link to %s before the burst", writer, reader)
+		}
 		for _, p := range burstConns {
 			o.write(p)
 		}
@@ -510,7 +484,8 @@ func stuckPeer(t *testing.T, seed uint64, burst bool) outcome {
 	if n := s.Buffered(); n != 0 {
 		t.Errorf("%d bytes still buffered after Close", n)
 	}
-	return outcome{o.verdict(), s.Trace().Sum()}
+	o.verdict()
+	return s.Trace().Sum()
 }
 
 func countStopped(s *Sim) int {
@@ -524,11 +499,11 @@ func countStopped(s *Sim) int {
 }
 
 func TestHostileStuckPeerWriteTimeout(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, false).bug })
+	forSeeds(t, 4, func(t *testing.T, seed uint64) { stuckPeer(t, seed, false) })
 }
 
 func TestHostileStuckPeerQueueOverflow(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return stuckPeer(t, seed, true).bug })
+	forSeeds(t, 4, func(t *testing.T, seed uint64) { stuckPeer(t, seed, true) })
 }
 
 // TestHostileClientNeverReads: a client pipelines IAMATs and WHATSATs and
@@ -538,10 +513,10 @@ func TestHostileStuckPeerQueueOverflow(t *testing.T) {
 // network nor the server holds more than the window and the reply buffer
 // for it.
 func TestHostileClientNeverReads(t *testing.T) {
-	forSeeds(t, 4, func(t *testing.T, seed uint64) string { return clientNeverReads(t, seed).bug })
+	forSeeds(t, 4, func(t *testing.T, seed uint64) { clientNeverReads(t, seed) })
 }
 
-func clientNeverReads(t *testing.T, seed uint64) outcome {
+func clientNeverReads(t *testing.T, seed uint64) (traceSum string) {
 	{
 		r := newRand(seed, "client never reads")
 		const writeTimeout = 2 * time.Second
@@ -661,6 +636,7 @@ func clientNeverReads(t *testing.T, seed uint64) outcome {
 		o.check(names...)
 		s.OnEvent(nil)
 		c.Close()
-		return outcome{o.verdict(), s.Trace().Sum()}
+		o.verdict()
+		return s.Trace().Sum()
 	}
 }

@@ -452,7 +452,12 @@ func newRecord(line string, server string, m *iamat) Record {
 // client time. Peers send records in this form.
 func parseAT(line []byte) (Record, bool) {
 	var f fieldList
-	n := splitFields(line, &f)
+	return parseATFields(line, &f, splitFields(line, &f))
+}
+
+// parseATFields is parseAT for a line already split into f by
+// splitFields, which returned n.
+func parseATFields(line []byte, f *fieldList, n int) (Record, bool) {
 	if n != 6 || string(f[0]) != "AT" {
 		return Record{}, false
 	}

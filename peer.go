@@ -363,12 +363,14 @@ func (n *Node) linkReader(l *link) string {
 		}
 		logLine(n, s.id, "in", line)
 		s.st.active.Store(true)
-		if n.holds(line) {
+		var f fieldList
+		nf := splitFields(line, &f)
+		if nf == 6 && n.holds(f[3], line) {
 			// The same record came by another path: the common case in a
 			// herd with cycles, answered without parsing or allocating.
 			continue
 		}
-		rec, ok := parseAT(line)
+		rec, ok := parseATFields(line, &f, nf)
 		if !ok {
 			n.log.LogAttrs(n.ctx, slog.LevelWarn, "bad record from peer", slog.String("conn", s.id), slog.String("peer", l.peer), slog.String("line", string(line)))
 			continue
@@ -377,15 +379,10 @@ func (n *Node) linkReader(l *link) string {
 	}
 }
 
-// holds reports whether the table already holds exactly the AT line
-// line (its client ID is its fourth field).
-func (n *Node) holds(line []byte) bool {
-	var f fieldList
-	if splitFields(line, &f) != 6 {
-		return false
-	}
+// holds reports whether the table holds exactly line as client's record.
+func (n *Node) holds(client, line []byte) bool {
 	n.mu.Lock()
-	r, ok := n.table.get(f[3])
+	r, ok := n.table.get(client)
 	n.mu.Unlock()
 	return ok && r.Line == string(line)
 }

@@ -19,39 +19,105 @@ type session struct {
 	id  string
 	lr  *lineReader
 	out []byte // replies not yet written
-	// firstLine disarms the first-line timer (see serveConn).
-	firstLine func() bool
+
+	first      bool        // no line has arrived yet
+	firstTimer Timer       // cuts a connection whose first line never arrives
+	quiet      atomic.Bool // firstTimer fired
+	busy       bool        // lines were handled since the last handoff
 }
 
-// serveConn serves one accepted connection until it closes. A first line
-// that starts with "HERD" turns it into a peer link; anything else makes it
-// a client connection.
+// serveConn serves one accepted connection until it closes, untracking
+// it then. A first line that starts with "HERD" turns it into a peer link;
+// anything else makes it a client connection. The session runs on
+// goroutines started with goFunc (see awaitInput), so callers that need it
+// finished wait for n.wg.
 func (n *Node) serveConn(c net.Conn, st *connState) {
-	id := st.id
-	s := &session{n: n, c: c, st: st, id: id, lr: newLineReader(c, n.cfg.MaxLineBytes)}
-	remote := addrString(c.RemoteAddr())
-	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection opened", slog.String("conn", id), slog.String("remote", remote))
+	s := &session{n: n, c: c, st: st, id: st.id, lr: newLineReader(c, n.cfg.MaxLineBytes), first: true}
 	// Until its first line arrives a connection is neither client nor
 	// peer, and one that never finishes a line must not hold one of
 	// MaxConns for ever (slow-loris).
-	var quiet atomic.Bool
-	t := n.clock.AfterFunc(n.cfg.HandshakeTimeout, func() {
-		quiet.Store(true)
+	s.firstTimer = n.clock.AfterFunc(n.cfg.HandshakeTimeout, func() {
+		s.quiet.Store(true)
 		c.Close()
 	})
-	s.firstLine = t.Stop
-	reason := s.serve()
-	t.Stop()
-	if quiet.Load() {
-		reason = "no complete first line within HandshakeTimeout"
-	}
-	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection closed", slog.String("conn", id), slog.String("remote", remote), slog.String("why", reason))
+	n.goFunc(func() { n.awaitInput(s) })
 }
 
-// serve runs the client loop and returns why it ended.
+// awaitInput waits for a session's next input, then serves it.
+//
+// It runs on a fresh goroutine whenever a session has nothing buffered:
+// handling lines can grow a goroutine's stack to 8 KiB, and Go does not
+// shrink the stack of a goroutine blocked in a read, while this wait, a
+// few small frames above the read, fits the initial 2 KiB stack. That
+// keeps an idle connection within a few KiB, for one goroutine start per
+// burst of input.
+func (n *Node) awaitInput(s *session) {
+	err := s.lr.fill()
+	if err == nil {
+		n.runSession(s)
+		return
+	}
+	n.endSession(s, s.readFailed(err))
+}
+
+// stopFirstTimer disarms the first-line timer and lets it be collected.
+func (s *session) stopFirstTimer() {
+	if s.firstTimer != nil {
+		s.firstTimer.Stop()
+		s.firstTimer = nil
+	}
+}
+
+// handoff is what serve returns when a session has handled lines and has
+// nothing buffered: its next wait for input belongs on a fresh goroutine.
+const handoff = "handoff"
+
+// runSession serves s until it ends or hands off.
+func (n *Node) runSession(s *session) {
+	s.st.active.Store(true)
+	if reason := s.serve(); reason != handoff {
+		n.endSession(s, reason)
+		return
+	}
+	n.goFunc(func() { n.awaitInput(s) })
+}
+
+// endSession logs why a session ended and closes its connection.
+func (n *Node) endSession(s *session, reason string) {
+	s.stopFirstTimer()
+	if s.quiet.Load() {
+		reason = "no complete first line within HandshakeTimeout"
+	}
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection closed", slog.String("conn", s.id), slog.String("remote", addrString(s.c.RemoteAddr())), slog.String("why", reason))
+	n.untrack(s.c)
+}
+
+// readFailed answers what fill reported and returns why the session ends.
+func (s *session) readFailed(err error) string {
+	n := s.n
+	switch {
+	case errors.Is(err, errLineTooLong):
+		prefix := s.lr.prefix()
+		logLine(n, s.id, "in", prefix)
+		n.stats.invalid.Add(1)
+		s.reply(appendInvalid(s.out, prefix))
+		s.flush()
+		n.log.LogAttrs(n.ctx, slog.LevelWarn, "line too long", slog.String("conn", s.id), slog.Int("limit", n.cfg.MaxLineBytes))
+		s.linger()
+		return "line longer than the limit"
+	case err == io.EOF:
+		return "client closed"
+	default:
+		if _, isTLS := s.c.(*tls.Conn); isTLS && s.first {
+			n.log.LogAttrs(n.ctx, slog.LevelWarn, "TLS handshake failed", slog.String("conn", s.id), slog.String("err", err.Error()))
+		}
+		return "read: " + err.Error()
+	}
+}
+
+// serve runs the client loop and returns why it ended, or handoff.
 func (s *session) serve() string {
 	n := s.n
-	first := true
 	for {
 		line, ok := s.lr.next()
 		if !ok {
@@ -61,32 +127,21 @@ func (s *session) serve() string {
 				return "write: " + err.Error()
 			}
 			s.lr.release()
-			err := s.lr.fill()
-			switch {
-			case err == nil:
-				s.st.active.Store(true)
-				continue
-			case errors.Is(err, errLineTooLong):
-				prefix := s.lr.prefix()
-				logLine(n, s.id, "in", prefix)
-				n.stats.invalid.Add(1)
-				s.reply(appendInvalid(s.out, prefix))
-				s.flush()
-				n.log.LogAttrs(n.ctx, slog.LevelWarn, "line too long", slog.String("conn", s.id), slog.Int("limit", n.cfg.MaxLineBytes))
-				s.linger()
-				return "line longer than the limit"
-			case err == io.EOF:
-				return "client closed"
-			default:
-				if _, isTLS := s.c.(*tls.Conn); isTLS && first {
-					n.log.LogAttrs(n.ctx, slog.LevelWarn, "TLS handshake failed", slog.String("conn", s.id), slog.String("err", err.Error()))
-				}
-				return "read: " + err.Error()
+			if s.busy && s.lr.start == s.lr.end {
+				s.busy = false
+				s.out = nil // an idle session holds no buffers
+				return handoff
 			}
+			if err := s.lr.fill(); err != nil {
+				return s.readFailed(err)
+			}
+			s.st.active.Store(true)
+			continue
 		}
-		if first {
-			first = false
-			s.firstLine()
+		s.busy = true
+		if s.first {
+			s.first = false
+			s.stopFirstTimer()
 			if isPeerHello(line) {
 				return n.acceptPeer(s, line)
 			}

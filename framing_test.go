@@ -51,6 +51,7 @@ func serveChunks(t testing.TB, maxLine int, chunks [][]byte) [][]byte {
 	defer n.Close()
 	c := &chunkConn{chunks: chunks}
 	n.serveConn(c, &connState{id: "c1", c: c})
+	n.wg.Wait() // the session may go on in handed-off goroutines
 	return c.writes
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // errLineTooLong is returned by lineReader.fill when a line reaches the
@@ -31,7 +32,10 @@ type lineReader struct {
 	dropPartial bool
 }
 
-const initialLineBuffer = 512
+// initialLineBuffer is the buffer a reader allocates for a read after it
+// was released: room for a few commands, small enough that the many idle
+// connections a server holds, each blocked in a read, stay cheap.
+const initialLineBuffer = 256
 
 func newLineReader(r io.Reader, max int) *lineReader {
 	return &lineReader{r: r, max: max}
@@ -77,7 +81,9 @@ func (lr *lineReader) fill() error {
 		lr.scanned -= lr.start
 		lr.start, lr.end = 0, n
 	}
-	if lr.end == len(lr.buf) {
+	if lr.buf == nil && lr.max >= initialLineBuffer {
+		lr.buf = linePool.Get().(*[initialLineBuffer]byte)[:]
+	} else if lr.end == len(lr.buf) {
 		size := max(initialLineBuffer, 2*len(lr.buf))
 		size = min(size, lr.max)
 		nb := make([]byte, size)
@@ -106,6 +112,13 @@ func (lr *lineReader) prefix() []byte { return lr.buf[lr.start:lr.end] }
 // idle connection holds no buffer memory.
 func (lr *lineReader) release() {
 	if lr.start == lr.end {
+		if len(lr.buf) == initialLineBuffer {
+			linePool.Put((*[initialLineBuffer]byte)(lr.buf))
+		}
 		lr.buf, lr.start, lr.end, lr.scanned = nil, 0, 0, 0
 	}
 }
+
+// linePool recycles initial buffers: a busy session releases its buffer
+// after every burst of input and takes one again for the next read.
+var linePool = sync.Pool{New: func() any { return new([initialLineBuffer]byte) }}

@@ -342,10 +342,8 @@ func (n *Node) acceptLoop() {
 			continue
 		}
 		n.stats.connsAccepted.Add(1)
-		n.goFunc(func() {
-			defer n.untrack(c)
-			n.serveConn(c, st)
-		})
+		n.log.LogAttrs(n.ctx, slog.LevelInfo, "connection opened", slog.String("conn", id), slog.String("remote", addrString(c.RemoteAddr())))
+		n.serveConn(c, st)
 	}
 }
 

@@ -505,6 +505,7 @@ func BenchmarkSession(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				n.serveConn(c, &connState{id: "c1", c: c})
+				n.wg.Wait() // the session goes on in handed-off goroutines
 				b.StopTimer()
 				if bl != nil && bl.stop() {
 					b.Fatal("a fake link was dropped as too slow; the figure is not valid")

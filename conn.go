@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -23,7 +24,6 @@ type session struct {
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
 	quiet      atomic.Bool // firstTimer fired
-	busy       bool        // lines were handled since the last handoff
 }
 
 // serveConn serves one accepted connection until it closes, untracking
@@ -43,14 +43,10 @@ func (n *Node) serveConn(c net.Conn, st *connState) {
 	n.goFunc(func() { n.awaitInput(s) })
 }
 
-// awaitInput waits for a session's next input, then serves it.
-//
-// It runs on a fresh goroutine whenever a session has nothing buffered:
-// handling lines can grow a goroutine's stack to 8 KiB, and Go does not
-// shrink the stack of a goroutine blocked in a read, while this wait, a
-// few small frames above the read, fits the initial 2 KiB stack. That
-// keeps an idle connection within a few KiB, for one goroutine start per
-// burst of input.
+// awaitInput waits for a session's next input, then serves it. It runs
+// on a fresh goroutine for a new connection and for a parked one (see
+// parkRequested): this wait, a few small frames above the read, fits a
+// goroutine's initial 2 KiB stack.
 func (n *Node) awaitInput(s *session) {
 	err := s.lr.fill()
 	if err == nil {
@@ -68,9 +64,44 @@ func (s *session) stopFirstTimer() {
 	}
 }
 
-// handoff is what serve returns when a session has handled lines and has
-// nothing buffered: its next wait for input belongs on a fresh goroutine.
+// handoff is what serve returns when the sweeper parked the session: its
+// next wait for input belongs on a fresh goroutine.
 const handoff = "handoff"
+
+// aLongTimeAgo is a read deadline in the past: setting it makes a blocked
+// Read return at once, as net/http does to abort reads. It is an
+// interrupt, not a timeout: no decision here depends on the time.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// park asks the session of an idle client connection to move its wait for
+// input to a fresh goroutine. Handling lines can grow a goroutine's stack
+// to 8 KiB, and Go does not shrink the stack of a goroutine blocked in a
+// read; parked, an idle connection costs a 2 KiB stack and no buffers.
+// The sweeper calls it once per idle period. Connections that cannot
+// interrupt a read (TLS, whose state a read timeout may spoil, and
+// transports without deadlines) are not parked.
+func (st *connState) park() {
+	if _, isTLS := st.c.(*tls.Conn); isTLS || st.small.Load() {
+		return
+	}
+	st.parkReq.Store(true)
+	if st.c.SetReadDeadline(aLongTimeAgo) != nil {
+		st.parkReq.Store(false)
+	}
+}
+
+// parkRequested reports whether err is the interrupt of park, and if so
+// clears it.
+func (s *session) parkRequested(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !s.st.parkReq.CompareAndSwap(true, false) {
+		return false
+	}
+	if s.c.SetReadDeadline(time.Time{}) != nil {
+		return false
+	}
+	s.st.small.Store(true)
+	return true
+}
 
 // runSession serves s until it ends or hands off.
 func (n *Node) runSession(s *session) {
@@ -127,18 +158,20 @@ func (s *session) serve() string {
 				return "write: " + err.Error()
 			}
 			s.lr.release()
-			if s.busy && s.lr.start == s.lr.end {
-				s.busy = false
-				s.out = nil // an idle session holds no buffers
-				return handoff
-			}
 			if err := s.lr.fill(); err != nil {
+				if s.parkRequested(err) {
+					s.out = nil // an idle session holds no buffers
+					s.lr.release()
+					n.stats.parked.Add(1)
+					n.log.LogAttrs(n.ctx, slog.LevelDebug, "connection parked", slog.String("conn", s.id))
+					return handoff
+				}
 				return s.readFailed(err)
 			}
 			s.st.active.Store(true)
 			continue
 		}
-		s.busy = true
+		s.st.small.Store(false)
 		if s.first {
 			s.first = false
 			s.stopFirstTimer()

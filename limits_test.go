@@ -243,3 +243,22 @@ func TestTableFullDropsPeerRecords(t *testing.T) {
 		t.Fatal("a known client must keep updating when the table is full")
 	}
 }
+
+func TestIdleSessionIsParkedAndStillServes(t *testing.T) {
+	logs := newLogSink()
+	// IdleTimeout 2s: the sweeper runs every 500ms and parks a session
+	// after one idle sweep, long before it would close it.
+	n := startNode(t, Config{Name: "Goloman", IdleTimeout: 2 * time.Second, Clock: kiwiClock(), Logger: logs.logger()})
+	c := dialNode(t, n)
+	c.send(kiwiIAMAT + "\n")
+	c.line()
+	logs.waitFor(t, "connection parked")
+	if s := n.Stats(); s.Parked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	// The parked session answers as before.
+	c.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
+	if got, want := c.whatsat(), kiwiAT+"\n"+string(emptyJSON)+"\n\n"; got != want {
+		t.Fatalf("after parking got %q", got)
+	}
+}

@@ -421,6 +421,8 @@ type connState struct {
 	active  atomic.Bool  // input arrived since the last sweep
 	writing atomic.Int64 // 1 + sweep epoch when the current write began, 0 if none
 	idle    int          // sweeps in a row without input (sweeper only)
+	parkReq atomic.Bool  // the sweeper asked the session to park
+	small   atomic.Bool  // parked, and idle since
 }
 
 // beginWrite and endWrite bracket a write so the sweeper can cut one that
@@ -462,6 +464,8 @@ func (n *Node) sweepLoop() {
 			if st.idle++; st.idle >= idleSweeps {
 				victims = append(victims, victim{st, "idle longer than IdleTimeout"})
 				n.stats.idleClosed.Add(1)
+			} else if st.idle == 1 {
+				st.park()
 			}
 		}
 		n.stateMu.Unlock()

@@ -10,6 +10,7 @@ type Stats struct {
 	ConnsRefused   uint64 // connections closed at once: MaxConns reached
 	IdleClosed     uint64 // client connections closed by IdleTimeout
 	WriteTimeouts  uint64 // connections cut by WriteTimeout
+	Parked         uint64 // idle client sessions moved to a small goroutine
 	IAMAT          uint64 // valid IAMAT commands
 	WHATSAT        uint64 // valid WHATSAT commands for known clients
 	Invalid        uint64 // lines answered with "? "
@@ -31,6 +32,7 @@ type Stats struct {
 // counters are the node's live counters behind Stats.
 type counters struct {
 	connsAccepted, connsRefused, idleClosed, writeTimeouts atomic.Uint64
+	parked                                                 atomic.Uint64
 	iamat, whatsat, invalid, tableFull                     atomic.Uint64
 	recordsLocal, recordsPeer, recordsFlooded              atomic.Uint64
 	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
@@ -52,6 +54,7 @@ func (n *Node) Stats() Stats {
 		ConnsRefused:   c.connsRefused.Load(),
 		IdleClosed:     c.idleClosed.Load(),
 		WriteTimeouts:  c.writeTimeouts.Load(),
+		Parked:         c.parked.Load(),
 		IAMAT:          c.iamat.Load(),
 		WHATSAT:        c.whatsat.Load(),
 		Invalid:        c.invalid.Load(),

@@ -24,6 +24,10 @@
 //  1. Package herd never calls time.Now, time.Sleep, time.After,
 //     context.WithTimeout or connection deadlines: all time goes through
 //     [Clock], and timeouts are [Clock.AfterFunc] plus cancel or Close.
+//     The one use of SetReadDeadline sets a fixed time in the past, as an
+//     interrupt that moves an idle session to a smaller goroutine; no
+//     decision depends on it, and transports without deadlines (like the
+//     simulation's) simply keep such sessions where they are.
 //  2. No global random source: nonces and jitter come from [Config.Entropy].
 //  3. No decision depends on map iteration order: peers and clients are
 //     sorted before anything is sent.

@@ -249,19 +249,22 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 	for _, p := range peers {
 		c := &chunkConn{}
 		l := &link{
-			peer: p,
-			s:    &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"},
-			q:    make(chan string, n.cfg.PeerQueue),
-			done: make(chan struct{}),
+			peer:    p,
+			s:       &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"},
+			wake:    make(chan struct{}, 1),
+			done:    make(chan struct{}),
+			pending: make(map[string]int),
 		}
 		bl.links = append(bl.links, l)
 		if drainers {
 			bl.wg.Add(1)
 			go func() {
 				defer bl.wg.Done()
+				var batch []string
 				for {
 					select {
-					case <-l.q:
+					case <-l.wake:
+						batch = n.takeQueue(l, batch)
 					case <-l.done:
 						return
 					}
@@ -279,9 +282,7 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 // drain empties every queue.
 func (bl *benchLinks) drain() {
 	for _, l := range bl.links {
-		for len(l.q) > 0 {
-			<-l.q
-		}
+		bl.n.takeQueue(l, nil)
 	}
 }
 

@@ -370,7 +370,7 @@ func (n *Node) offer(r Record, from string) (Record, offerResult) {
 	}
 	for _, l := range n.links {
 		if l.peer != from {
-			l.enqueue(r.Line)
+			l.enqueue(&r)
 			n.stats.recordsFlooded.Add(1)
 		}
 	}

@@ -277,25 +277,59 @@ func (n *Node) dialOnce(p Peer, rng *mrand.ChaCha8, attempt uint64) bool {
 type link struct {
 	peer   string
 	s      *session
-	q      chan string   // records to send, bounded by Config.PeerQueue
+	wake   chan struct{} // signalled when queue becomes non-empty
 	done   chan struct{} // closed when the link is going down
 	failed atomic.Bool
 	once   sync.Once
+
+	// Guarded by n.mu: the records waiting for the writer, in the order
+	// they were queued, and where each client's stands.
+	queue   []string
+	pending map[string]int
 }
 
-// enqueue queues a record line for the neighbour without blocking. A
-// neighbour that has fallen PeerQueue records behind is disconnected; the
-// next link-up resynchronises it. Called with n.mu held.
-func (l *link) enqueue(line string) {
-	select {
-	case l.q <- line:
-	default:
+// mergeAfter is how long a link's queue grows before a newer record of a
+// client replaces the one already waiting instead of queueing behind it.
+// Short queues keep every record (so a simulation sends the same lines
+// whatever the writer's timing); a neighbour that falls behind is sent
+// only each client's newest record, which is all its table would keep.
+const mergeAfter = 64
+
+// enqueue queues a record for the neighbour without blocking. A neighbour
+// that has PeerQueue clients' records waiting is disconnected; the next
+// link-up resynchronises it. Called with n.mu held.
+func (l *link) enqueue(r *Record) {
+	if i, ok := l.pending[r.Client]; ok && len(l.queue) >= mergeAfter {
+		l.queue[i] = r.Line
+		return
+	}
+	if len(l.queue) >= l.s.n.cfg.PeerQueue {
 		if l.failed.CompareAndSwap(false, true) {
 			l.s.n.stats.peerSlow.Add(1)
 			l.s.n.log.LogAttrs(l.s.n.ctx, slog.LevelWarn, "peer link dropped", slog.String("conn", l.s.id), slog.String("peer", l.peer), slog.String("why", "cannot keep up (queue full)"))
 			l.stop()
 		}
+		return
 	}
+	l.pending[r.Client] = len(l.queue)
+	l.queue = append(l.queue, r.Line)
+	if len(l.queue) == 1 {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeQueue hands the writer every waiting record and empties the queue;
+// spare is a slice the writer is done with, reused for the next queue.
+func (n *Node) takeQueue(l *link, spare []string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := l.queue
+	l.queue = spare[:0]
+	clear(l.pending)
+	return q
 }
 
 // stop begins taking the link down; safe to call more than once.
@@ -310,7 +344,7 @@ func (l *link) stop() {
 // table (anti-entropy), then floods records both ways until the link
 // drops.
 func (n *Node) runLink(s *session, peer string) string {
-	l := &link{peer: peer, s: s, q: make(chan string, n.cfg.PeerQueue), done: make(chan struct{})}
+	l := &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{}), pending: make(map[string]int)}
 	s.st.peer.Store(true)
 	n.mu.Lock()
 	i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
@@ -415,26 +449,24 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 	if !write() {
 		return
 	}
+	var batch []string
 	for {
 		select {
 		case <-l.done:
 			return
-		case line := <-l.q:
+		case <-l.wake:
+		}
+		batch = n.takeQueue(l, batch)
+		for _, line := range batch {
 			logLine(n, l.s.id, "out", line)
 			buf = append(append(buf, line...), '\n')
-		drain:
-			for len(buf) < writeBuffer {
-				select {
-				case line := <-l.q:
-					logLine(n, l.s.id, "out", line)
-					buf = append(append(buf, line...), '\n')
-				default:
-					break drain
-				}
-			}
-			if !write() {
+			if len(buf) >= writeBuffer && !write() {
 				return
 			}
 		}
+		if !write() {
+			return
+		}
+		clear(batch) // let sent lines be collected
 	}
 }

@@ -833,16 +833,22 @@ func BenchmarkHerd2018Propagation(b *testing.B) {
 //
 //	go test -run '^$' -bench IdleConnMemory -benchtime 4000x
 func BenchmarkIdleConnMemory(b *testing.B) {
-	for _, touch := range []bool{false, true} {
-		name := "untouched"
-		if touch {
-			name = "touched"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		touch, parks bool
+	}{{"untouched", false, false}, {"touched", true, false}, {"touched-parked", true, true}} {
+		touch := tc.touch
+		b.Run(tc.name, func(b *testing.B) {
 			if b.N > 5000 {
 				b.Skipf("b.N = %d: run with -benchtime 4000x (each connection holds two descriptors in this process)", b.N)
 			}
-			n := benchNewNode(b, Config{})
+			cfg := Config{}
+			if tc.parks {
+				// The sweeper runs every 250ms and parks a session after
+				// one idle sweep (the default would take 7.5 to 15s).
+				cfg.IdleTimeout = time.Second
+			}
+			n := benchNewNode(b, cfg)
 			if err := n.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -880,6 +886,12 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			for deadline := time.Now().Add(20 * time.Second); n.Stats().Conns < int64(b.N) || runtime.NumGoroutine() < g0+b.N; {
 				if time.Now().After(deadline) {
 					b.Fatalf("%d connections tracked, %d goroutines, want %d more", n.Stats().Conns, runtime.NumGoroutine(), b.N)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			for deadline := time.Now().Add(20 * time.Second); tc.parks && n.Stats().Parked < uint64(b.N); {
+				if time.Now().After(deadline) {
+					b.Fatalf("%d of %d sessions parked", n.Stats().Parked, b.N)
 				}
 				time.Sleep(time.Millisecond)
 			}

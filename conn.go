@@ -40,6 +40,7 @@ func (n *Node) serveConn(c net.Conn, st *connState) {
 		s.quiet.Store(true)
 		c.Close()
 	})
+	st.small.Store(true) // it starts on a fresh goroutine
 	n.goFunc(func() { n.awaitInput(s) })
 }
 
@@ -48,12 +49,18 @@ func (n *Node) serveConn(c net.Conn, st *connState) {
 // parkRequested): this wait, a few small frames above the read, fits a
 // goroutine's initial 2 KiB stack.
 func (n *Node) awaitInput(s *session) {
-	err := s.lr.fill()
-	if err == nil {
-		n.runSession(s)
-		return
+	for {
+		err := s.lr.fill()
+		switch {
+		case err == nil:
+			n.runSession(s)
+			return
+		case !s.parkRequested(err):
+			n.endSession(s, s.readFailed(err))
+			return
+		}
+		// Parked while already on a small goroutine: wait on here.
 	}
-	n.endSession(s, s.readFailed(err))
 }
 
 // stopFirstTimer disarms the first-line timer and lets it be collected.

@@ -183,8 +183,10 @@ type Config struct {
 	// MaxLineBytes bounds one input line (default 64 KiB). A longer line
 	// is answered with "? " and its first bytes, and the connection closes.
 	MaxLineBytes int
-	// PeerQueue bounds the records queued for one neighbour (default
-	// 8192). A neighbour that falls further behind is disconnected and
+	// PeerQueue bounds the records waiting for one neighbour (default
+	// 8192). Once more than a few dozen wait, a client's newer record
+	// replaces its waiting one, so the bound is on distinct clients; a
+	// neighbour with PeerQueue of them waiting is disconnected and
 	// resynchronised when its link comes back.
 	PeerQueue int
 	// PlacesTimeout bounds one provider call (default 10s).

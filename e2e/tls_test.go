@@ -2,16 +2,8 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,70 +14,8 @@ import (
 	"time"
 
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/internal/testcert"
 )
-
-// writeCA makes a certificate authority, writes its certificate to
-// dir/ca.pem, and writes dir/NAME.crt and dir/NAME.key for each name:
-// certificates naming the server and 127.0.0.1, for servers and clients.
-func writeCA(t *testing.T, dir string, names ...string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write := func(file, kind string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "e2e CA " + dir},
-		NotBefore:             time.Unix(0, 0),
-		NotAfter:              time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	for i, name := range names {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i) + 2),
-			Subject:      pkix.Name{CommonName: name},
-			DNSNames:     []string{name},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-			NotBefore:    time.Unix(0, 0),
-			NotAfter:     time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(name+".crt", "CERTIFICATE", der)
-		write(name+".key", "PRIVATE KEY", keyDER)
-	}
-}
 
 // waitLog polls a log file until re matches it.
 func waitLog(t *testing.T, path string, re *regexp.Regexp) {
@@ -109,8 +39,11 @@ func waitLog(t *testing.T, path string, re *regexp.Regexp) {
 // another CA signed gets no link, with the reason in the log.
 func TestTLSHerdProcesses(t *testing.T) {
 	dir := t.TempDir()
-	writeCA(t, filepath.Join(dir, "good"), "Goloman", "Hands")
-	writeCA(t, filepath.Join(dir, "rogue"), "Hands")
+	// A CA per directory: dir/ca.pem, and dir/NAME.crt and dir/NAME.key
+	// for each server, naming it and 127.0.0.1.
+	goodCA := testcert.New(t, "e2e CA "+filepath.Join(dir, "good"))
+	goodCA.WriteFiles(t, filepath.Join(dir, "good", "ca.pem"), filepath.Join(dir, "good"), "Goloman", "Hands")
+	testcert.New(t, "e2e CA "+filepath.Join(dir, "rogue")).WriteFiles(t, filepath.Join(dir, "rogue", "ca.pem"), filepath.Join(dir, "rogue"), "Hands")
 	addrs := freePorts(t, 2)
 	config := func(certDir string) string {
 		path := filepath.Join(dir, filepath.Base(certDir)+".json")
@@ -147,11 +80,7 @@ func TestTLSHerdProcesses(t *testing.T) {
 		t.Fatalf("herd iamat -tls-ca: %v: %q", err, out)
 	}
 	// It floods to Hands over the TLS link.
-	pool, err := loadPool(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := client.Dialer{DialContext: (&tls.Dialer{Config: &tls.Config{RootCAs: pool}}).DialContext}
+	d := client.Dialer{DialContext: (&tls.Dialer{Config: &tls.Config{RootCAs: goodCA.Pool}}).DialContext}
 	deadline := time.Now().Add(waitBound)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -185,16 +114,4 @@ func TestTLSHerdProcesses(t *testing.T) {
 		regexp.MustCompile(`msg="peer dial failed" server=Goloman peer=Hands .*certificate signed by unknown authority`))
 	hands.stop(t, syscall.SIGTERM)
 	goloman.stop(t, syscall.SIGTERM)
-}
-
-func loadPool(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no certificate", path)
-	}
-	return pool, nil
 }

@@ -3,90 +3,25 @@ package transport_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/proxyherd/herd/internal/testcert"
 	"github.com/proxyherd/herd/transport"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "transport test CA"},
-		NotBefore:             time.Unix(0, 0),
-		NotAfter:              time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue makes a certificate for name, valid for 127.0.0.1, usable both as
-// a TLS server and as a TLS client.
-func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Unix(0, 0),
-		NotAfter:     time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // mutualTLS is a config that presents cert and verifies the other side
 // against ca in both directions.
-func mutualTLS(ca *testCA, cert tls.Certificate) *tls.Config {
+func mutualTLS(ca *testcert.CA, cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca.pool,
-		ClientCAs:    ca.pool,
+		RootCAs:      ca.Pool,
+		ClientCAs:    ca.Pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
 	}
@@ -168,9 +103,9 @@ func TestTCPRoundTrip(t *testing.T) {
 }
 
 func TestTLSRoundTrip(t *testing.T) {
-	ca := newTestCA(t)
-	server := &transport.TCP{TLS: mutualTLS(ca, ca.issue(t, "Goloman"))}
-	client := &transport.TCP{TLS: mutualTLS(ca, ca.issue(t, "Hands"))}
+	ca := testcert.New(t, "transport test CA")
+	server := &transport.TCP{TLS: mutualTLS(ca, ca.Issue(t, "Goloman"))}
+	client := &transport.TCP{TLS: mutualTLS(ca, ca.Issue(t, "Hands"))}
 	ln, err := server.Listen(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -196,8 +131,8 @@ func TestTLSRoundTrip(t *testing.T) {
 }
 
 func TestTLSRefusesCertificateFromAnotherCA(t *testing.T) {
-	ca, rogue := newTestCA(t), newTestCA(t)
-	server := &transport.TCP{TLS: mutualTLS(ca, ca.issue(t, "Goloman"))}
+	ca, rogue := testcert.New(t, "transport test CA"), testcert.New(t, "transport test CA")
+	server := &transport.TCP{TLS: mutualTLS(ca, ca.Issue(t, "Goloman"))}
 	ln, err := server.Listen(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +141,7 @@ func TestTLSRefusesCertificateFromAnotherCA(t *testing.T) {
 	done := echoOnce(ln)
 	// The rogue client does not trust the server's CA: Dial fails in the
 	// handshake, and the server's first read fails too.
-	client := &transport.TCP{TLS: mutualTLS(rogue, rogue.issue(t, "Hands"))}
+	client := &transport.TCP{TLS: mutualTLS(rogue, rogue.Issue(t, "Hands"))}
 	c, err := client.Dial(t.Context(), ln.Addr().String())
 	if err == nil {
 		c.Close()
@@ -253,12 +188,12 @@ func silentListener(t *testing.T) (net.Listener, <-chan net.Conn) {
 }
 
 func TestDialHonoursContext(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.New(t, "transport test CA")
 	ln, accepted := silentListener(t)
 	addr := ln.Addr().String()
 	for name, tr := range map[string]*transport.TCP{
 		"plain": {},
-		"tls":   {TLS: mutualTLS(ca, ca.issue(t, "Hands"))},
+		"tls":   {TLS: mutualTLS(ca, ca.Issue(t, "Hands"))},
 	} {
 		t.Run(name+"/cancelled before", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
@@ -276,7 +211,7 @@ func TestDialHonoursContext(t *testing.T) {
 	// Against a server that accepts but never answers, a TLS Dial waits
 	// in the handshake until its context ends.
 	t.Run("tls/cancelled during handshake", func(t *testing.T) {
-		tr := &transport.TCP{TLS: mutualTLS(ca, ca.issue(t, "Hands"))}
+		tr := &transport.TCP{TLS: mutualTLS(ca, ca.Issue(t, "Hands"))}
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		errc := make(chan error, 1)

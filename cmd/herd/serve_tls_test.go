@@ -7,17 +7,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -32,80 +25,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-multierror"
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/testcert"
 )
-
-// pemCA is a certificate authority made for one test, writing PEM files.
-type pemCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newPEMCA(t *testing.T, dir, file string) *pemCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "herd test CA " + file},
-		NotBefore:             time.Unix(0, 0),
-		NotAfter:              time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, filepath.Join(dir, file), "CERTIFICATE", der)
-	return &pemCA{cert: cert, key: key}
-}
-
-// issue writes dir/name.crt and dir/name.key: a certificate for name,
-// valid for 127.0.0.1, usable as a TLS server and a TLS client.
-func (ca *pemCA) issue(t *testing.T, dir, name string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Unix(0, 0),
-		NotAfter:     time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, filepath.Join(dir, name+".crt"), "CERTIFICATE", der)
-	writePEM(t, filepath.Join(dir, name+".key"), "PRIVATE KEY", keyDER)
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // logWatch is an output that lets a test wait for text to appear in it.
 type logWatch struct {
@@ -400,9 +321,7 @@ func TestServeMetricsPortBusy(t *testing.T) {
 func tlsHerd(t *testing.T, tlsSection string) (cfgPath, dir string) {
 	t.Helper()
 	dir = t.TempDir()
-	ca := newPEMCA(t, dir, "ca.pem")
-	ca.issue(t, filepath.Join(dir, "certs"), "Goloman")
-	ca.issue(t, filepath.Join(dir, "certs"), "Hands")
+	testcert.New(t, "herd test CA ca.pem").WriteFiles(t, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "certs"), "Goloman", "Hands")
 	port := reservePorts(t, 2)
 	cfgPath = filepath.Join(dir, "herd.json")
 	if tlsSection == "" {
@@ -465,8 +384,7 @@ func TestServeMutualTLS(t *testing.T) {
 	// handshake refuses it and its log says why.
 	hands.stop(t)
 	rogueDir := t.TempDir()
-	rogue := newPEMCA(t, rogueDir, "ca.pem")
-	rogue.issue(t, filepath.Join(rogueDir, "certs"), "Hands")
+	testcert.New(t, "herd test CA ca.pem").WriteFiles(t, filepath.Join(rogueDir, "ca.pem"), filepath.Join(rogueDir, "certs"), "Hands")
 	rogueCfg := filepath.Join(rogueDir, "herd.json")
 	data, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -516,9 +434,7 @@ func errorLines(err error) []string {
 
 func TestServeTLSFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newPEMCA(t, dir, "ca.pem")
-	ca.issue(t, dir, "A")
-	ca.issue(t, dir, "B")
+	testcert.New(t, "herd test CA ca.pem").WriteFiles(t, filepath.Join(dir, "ca.pem"), dir, "A", "B")
 	writeFile(t, filepath.Join(dir, "junk.pem"), "not PEM\n")
 	for _, tc := range []struct {
 		name, tls string

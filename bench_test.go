@@ -643,19 +643,7 @@ func benchHerd(tb testing.TB) map[string]*Node {
 // benchWait waits, without sleeping, until cond holds for n.
 func benchWait(tb testing.TB, n *Node, cond func(*Node) bool) {
 	tb.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		ch := n.Changed()
-		if cond(n) {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			tb.Fatalf("%s: condition not met in 30s; links %v", n.Name(), n.Links())
-		}
-	}
+	waitNode(tb, n, "the condition", cond)
 }
 
 // benchClient runs one pipelined client connection: it keeps inflight

@@ -99,7 +99,7 @@ func (s *logSink) waitFor(t *testing.T, substrs ...string) {
 
 // waitNode waits, without sleeping, until cond holds for n: it re-checks
 // on every change to n's table or links.
-func waitNode(t *testing.T, n *Node, what string, cond func(*Node) bool) {
+func waitNode(t testing.TB, n *Node, what string, cond func(*Node) bool) {
 	t.Helper()
 	deadline := time.NewTimer(20 * time.Second)
 	defer deadline.Stop()

@@ -326,24 +326,14 @@ func (c Config) withDefaults() Config {
 	c.Peers = slices.Clone(c.Peers)
 	c.Secret = slices.Clone(c.Secret)
 	slices.SortFunc(c.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
-	if c.MaxLineBytes == 0 {
-		c.MaxLineBytes = DefaultMaxLineBytes
-	}
-	if c.PeerQueue == 0 {
-		c.PeerQueue = DefaultPeerQueue
-	}
-	if c.PlacesTimeout == 0 {
-		c.PlacesTimeout = DefaultPlacesTimeout
-	}
-	if c.RedialMin == 0 {
-		c.RedialMin = DefaultRedialMin
-	}
+	c.MaxLineBytes = cmp.Or(c.MaxLineBytes, DefaultMaxLineBytes)
+	c.PeerQueue = cmp.Or(c.PeerQueue, DefaultPeerQueue)
+	c.PlacesTimeout = cmp.Or(c.PlacesTimeout, DefaultPlacesTimeout)
+	c.RedialMin = cmp.Or(c.RedialMin, DefaultRedialMin)
 	if c.RedialMax == 0 {
 		c.RedialMax = max(DefaultRedialMax, c.RedialMin)
 	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = DefaultHandshake
-	}
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, DefaultHandshake)
 	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
 	c.MaxClients = cmp.Or(c.MaxClients, DefaultMaxClients)
 	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)

@@ -197,26 +197,51 @@ func isZero(whole, frac []byte) bool {
 // splitLocation splits an ISO 6709 location [+-]D+.D+[+-]D+.D+ into its
 // signed latitude and longitude texts, checking form and range.
 func splitLocation(b []byte) (lat, lon []byte, ok bool) {
-	if len(b) < 2 || (b[0] != '+' && b[0] != '-') {
+	i, ok := coordinate(b, 0, 90)
+	if !ok || i == len(b) {
 		return nil, nil, false
 	}
-	i := 1
-	for i < len(b) && b[i] != '+' && b[i] != '-' {
-		i++
-	}
-	if i == len(b) {
+	if j, ok := coordinate(b, i, 180); !ok || j != len(b) {
 		return nil, nil, false
 	}
-	lat, lon = b[:i], b[i:]
-	w, f, ok := decimal(lat[1:], true)
-	if !ok || !atMost(w, f, 90) {
-		return nil, nil, false
+	return b[:i], b[i:], true
+}
+
+// coordinate checks a signed decimal [+-]D+.D+ that starts at b[i] and
+// whose magnitude is at most limit, in one pass over its bytes (it runs for
+// every IAMAT and every peer record), and returns the index just past it.
+func coordinate(b []byte, i, limit int) (int, bool) {
+	if i >= len(b) || (b[i] != '+' && b[i] != '-') {
+		return 0, false
 	}
-	w, f, ok = decimal(lon[1:], true)
-	if !ok || !atMost(w, f, 180) {
-		return nil, nil, false
+	rest := b[i+1:]
+	v, n := 0, 0
+	for _, c := range rest {
+		if c-'0' > 9 {
+			break
+		}
+		if v <= limit { // past limit the exact value no longer matters
+			v = v*10 + int(c-'0')
+		}
+		n++
 	}
-	return lat, lon, true
+	if n == 0 || n == len(rest) || rest[n] != '.' {
+		return 0, false
+	}
+	rest = rest[n+1:]
+	var or byte // ORs the fraction's digits less '0': zero iff all zeros
+	m := 0
+	for _, c := range rest {
+		if c-'0' > 9 {
+			break
+		}
+		or |= c - '0'
+		m++
+	}
+	if m == 0 || v > limit || (v == limit && or != 0) {
+		return 0, false
+	}
+	return i + 1 + n + 1 + m, true
 }
 
 // validLocation reports whether b is a valid IAMAT location.
@@ -242,21 +267,26 @@ func parseLocation(s string) (lat, lon float64, ok bool) {
 func parseClientTime(b []byte) (sec int64, nsec int32, ok bool) {
 	// One pass over the bytes: this runs for every IAMAT and every record
 	// a peer sends.
-	const maxDiv10 = (1<<63 - 1) / 10
 	i := 0
-	for ; i < len(b); i++ {
-		d := int64(b[i]) - '0'
-		if uint64(d) > 9 {
+	for i < len(b) && b[i] == '0' {
+		i++
+	}
+	// Nineteen significant digits always fit in a uint64; more never fit
+	// in an int64.
+	var u uint64
+	sig := 0
+	for _, c := range b[i:] {
+		if c-'0' > 9 {
 			break
 		}
-		if sec > maxDiv10 || (sec == maxDiv10 && d > 7) {
-			return 0, 0, false
-		}
-		sec = sec*10 + d
+		u = u*10 + uint64(c-'0')
+		sig++
 	}
-	if i == 0 {
+	i += sig
+	if i == 0 || sig > 19 || u > 1<<63-1 {
 		return 0, 0, false
 	}
+	sec = int64(u)
 	if i == len(b) {
 		return sec, 0, true
 	}

@@ -164,7 +164,6 @@ func (s *session) serve() string {
 			if err := s.flush(); err != nil {
 				return "write: " + err.Error()
 			}
-			s.lr.release()
 			if err := s.lr.fill(); err != nil {
 				if s.parkRequested(err) {
 					s.out = nil // an idle session holds no buffers

@@ -30,6 +30,7 @@ type lineReader struct {
 	// (PROTOCOL.md section 1); a peer's torn line is a record no server
 	// wrote and must never be taken for one.
 	dropPartial bool
+	filled      bool // the last read filled the buffer
 }
 
 // initialLineBuffer is the buffer a reader allocates for a read after it
@@ -83,7 +84,10 @@ func (lr *lineReader) fill() error {
 	}
 	if lr.buf == nil && lr.max >= initialLineBuffer {
 		lr.buf = linePool.Get().(*[initialLineBuffer]byte)[:]
-	} else if lr.end == len(lr.buf) {
+	} else if lr.end == len(lr.buf) || (lr.filled && len(lr.buf) < lr.max) {
+		// A full buffer must grow for a long line; a busy stream (the
+		// last read filled all the room there was) grows it too, so that
+		// one read takes many lines.
 		size := max(initialLineBuffer, 2*len(lr.buf))
 		size = min(size, lr.max)
 		nb := make([]byte, size)
@@ -91,6 +95,7 @@ func (lr *lineReader) fill() error {
 		lr.buf = nb
 	}
 	n, err := lr.r.Read(lr.buf[lr.end:])
+	lr.filled = lr.end+n == len(lr.buf)
 	lr.end += n
 	if err == io.EOF {
 		lr.eof = true
@@ -115,7 +120,7 @@ func (lr *lineReader) release() {
 		if len(lr.buf) == initialLineBuffer {
 			linePool.Put((*[initialLineBuffer]byte)(lr.buf))
 		}
-		lr.buf, lr.start, lr.end, lr.scanned = nil, 0, 0, 0
+		lr.buf, lr.start, lr.end, lr.scanned, lr.filled = nil, 0, 0, 0, false
 	}
 }
 

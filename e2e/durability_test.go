@@ -223,17 +223,7 @@ func readStateFile(t *testing.T, path string) map[string]string {
 // report.
 func TestDurableRestart(t *testing.T) {
 	dir := t.TempDir()
-	topo := herd.Presets["2018"]
-	addrs := map[string]string{}
-	var servers, links []string
-	for i, a := range freePorts(t, len(topo.Servers)) {
-		name := topo.Servers[i]
-		addrs[name] = a
-		servers = append(servers, fmt.Sprintf(`{"name": %q, "addr": %q}`, name, a))
-	}
-	for _, l := range topo.Links {
-		links = append(links, fmt.Sprintf(`[%q, %q]`, l[0], l[1]))
-	}
+	topo, addrs, servers, links := herd2018Layout(t)
 	stateTmpl := filepath.Join(dir, "state", "{name}.state") // serve creates the directory
 	cfgPath := filepath.Join(dir, "herd.json")
 	cfg := fmt.Sprintf(`{

@@ -20,12 +20,11 @@ var listening = regexp.MustCompile(`^(\S+) listening on (\S+) \(neighbours: .*\)
 // sharing one config file: a report at one server reaches all the others;
 // with two servers stopped the other three keep flooding among themselves;
 // restarted, the two catch up with what happened while they were down.
-func TestHerdProcesses(t *testing.T) {
-	places := newFakePlaces(t)
-	dir := t.TempDir()
-	topo := herd.Presets["2018"]
-	addrs := map[string]string{}
-	var servers, links []string
+// herd2018Layout gives the 2018 herd free loopback ports and returns the
+// config file's "servers" entries and "links" pairs for it.
+func herd2018Layout(t *testing.T) (topo herd.Topology, addrs map[string]string, servers, links []string) {
+	topo = herd.Presets["2018"]
+	addrs = map[string]string{}
 	for i, a := range freePorts(t, len(topo.Servers)) {
 		name := topo.Servers[i]
 		addrs[name] = a
@@ -34,6 +33,13 @@ func TestHerdProcesses(t *testing.T) {
 	for _, l := range topo.Links {
 		links = append(links, fmt.Sprintf(`[%q, %q]`, l[0], l[1]))
 	}
+	return topo, addrs, servers, links
+}
+
+func TestHerdProcesses(t *testing.T) {
+	places := newFakePlaces(t)
+	dir := t.TempDir()
+	topo, addrs, servers, links := herd2018Layout(t)
 	cfgPath := filepath.Join(dir, "herd.json")
 	cfg := fmt.Sprintf(`{
   "servers": [

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -96,6 +97,13 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		return do(ctx, e, nil)
 	}
+}
+
+// writeJSON prints v as indented JSON, the -json output of every bench mode.
+func writeJSON(e *env, v any) {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
 
 // benchUsage reports a bad flag value of a bench mode and returns exitUsage.

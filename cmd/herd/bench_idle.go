@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -80,9 +79,7 @@ func idleFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return exitFailure
 		}
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(res)
+			writeJSON(e, res)
 		} else {
 			printIdle(e.stdout, res)
 		}

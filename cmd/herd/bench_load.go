@@ -15,7 +15,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -151,9 +150,7 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		report.summarise()
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(&report)
+			writeJSON(e, &report)
 		} else if len(report.Rounds) > 1 {
 			fmt.Fprintf(e.stdout, "median of %d rounds: %.0f replies/s", len(report.Rounds), report.MedianRate)
 			if *echoAddr != "" {

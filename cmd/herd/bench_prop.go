@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -67,9 +66,7 @@ func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return exitFailure
 		}
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(res)
+			writeJSON(e, res)
 		} else {
 			fmt.Fprintf(e.stdout, "prop %s -> %s: %d samples, %d lost, %d mismatched, %.1f WHATSAT polls per sample\n",
 				res.From, res.To, res.Samples, res.Lost, res.Mismatches, res.Polls)

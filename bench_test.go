@@ -248,19 +248,13 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 	bl := &benchLinks{n: n}
 	for _, p := range peers {
 		c := &chunkConn{}
-		l := &link{
-			peer:    p,
-			s:       &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"},
-			wake:    make(chan struct{}, 1),
-			done:    make(chan struct{}),
-			pending: make(map[string]int),
-		}
+		l := newLink(p, &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"})
 		bl.links = append(bl.links, l)
 		if drainers {
 			bl.wg.Add(1)
 			go func() {
 				defer bl.wg.Done()
-				var batch []string
+				var batch []queued
 				for {
 					select {
 					case <-l.wake:

@@ -20,6 +20,10 @@ type session struct {
 	id  string
 	lr  *lineReader
 	out []byte // replies not yet written
+	// logLines is whether lines are logged, asked of the logger at each
+	// read (a level change applies from the next read) rather than for
+	// every line.
+	logLines bool
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -50,7 +54,7 @@ func (n *Node) serveConn(c net.Conn, st *connState) {
 // goroutine's initial 2 KiB stack.
 func (n *Node) awaitInput(s *session) {
 	for {
-		err := s.lr.fill()
+		err := s.fill()
 		switch {
 		case err == nil:
 			n.runSession(s)
@@ -164,7 +168,7 @@ func (s *session) serve() string {
 			if err := s.flush(); err != nil {
 				return "write: " + err.Error()
 			}
-			if err := s.lr.fill(); err != nil {
+			if err := s.fill(); err != nil {
 				if s.parkRequested(err) {
 					s.out = nil // an idle session holds no buffers
 					s.lr.release()
@@ -185,7 +189,9 @@ func (s *session) serve() string {
 				return n.acceptPeer(s, line)
 			}
 		}
-		logLine(n, s.id, "in", line)
+		if s.logLines {
+			logLine(n, s.id, "in", line)
+		}
 		s.handle(line)
 		if len(s.out) >= n.cfg.ReplyBuffer {
 			if err := s.flush(); err != nil {
@@ -204,7 +210,9 @@ func (s *session) serve() string {
 // reply records out (the session's buffer with one more reply appended)
 // and logs the new reply.
 func (s *session) reply(out []byte) {
-	logLine(s.n, s.id, "out", out[len(s.out):])
+	if s.logLines {
+		logLine(s.n, s.id, "out", out[len(s.out):])
+	}
 	s.out = out
 }
 
@@ -331,6 +339,13 @@ func (s *session) whatsat(m *whatsat) bool {
 	out = append(out, body...)
 	s.reply(append(out, "\n\n"...))
 	return true
+}
+
+// fill reads more input into the session's line reader.
+func (s *session) fill() error {
+	err := s.lr.fill()
+	s.logLines = s.n.log.Enabled(context.Background(), slog.LevelInfo)
+	return err
 }
 
 // logLine logs one input or output line of connection id. It is cheap

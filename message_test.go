@@ -3,7 +3,9 @@ package herd
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -1294,5 +1296,54 @@ func BenchmarkParseAT(b *testing.B) {
 	}
 	if !msgSinkBool {
 		b.Fatal("parseAT failed")
+	}
+}
+
+// TestParseClientTimeDifferential compares parseClientTime, which reads
+// eight digits at a time, with a plain reference on seeded random texts
+// over an alphabet that makes every word boundary and digit count likely.
+func TestParseClientTimeDifferential(t *testing.T) {
+	ref := func(s string) (int64, int32, bool) {
+		whole, frac, dot := strings.Cut(s, ".")
+		isDigits := func(s string) bool {
+			return s != "" && strings.Trim(s, "0123456789") == ""
+		}
+		if !isDigits(whole) || (dot && !isDigits(frac)) {
+			return 0, 0, false
+		}
+		sec, err := strconv.ParseInt(whole, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		frac = (frac + "000000000")[:9]
+		nsec, _ := strconv.Atoi(frac)
+		return sec, int32(nsec), true
+	}
+	const seed = 7
+	rng := rand.New(rand.NewPCG(seed, seed))
+	alphabet := "0000123456789999..x/:\x00\xb9\xff"
+	b := make([]byte, 0, 48)
+	for i := range 200000 {
+		b = b[:0]
+		for range rng.IntN(40) {
+			b = append(b, alphabet[rng.IntN(len(alphabet))])
+		}
+		if i%2 == 0 { // mostly well formed: digits, a point, digits
+			b = b[:0]
+			for range rng.IntN(22) {
+				b = append(b, byte('0'+rng.IntN(10)))
+			}
+			if rng.IntN(4) > 0 {
+				b = append(b, '.')
+				for range rng.IntN(14) {
+					b = append(b, byte('0'+rng.IntN(10)))
+				}
+			}
+		}
+		sec, nsec, ok := parseClientTime(b)
+		wsec, wnsec, wok := ref(string(b))
+		if sec != wsec || nsec != wnsec || ok != wok {
+			t.Fatalf("seed %d case %d: parseClientTime(%q) = %d, %d, %v; want %d, %d, %v", seed, i, b, sec, nsec, ok, wsec, wnsec, wok)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func (s *session) readLine() ([]byte, error) {
 		if line, ok := s.lr.next(); ok {
 			return line, nil
 		}
-		if err := s.lr.fill(); err != nil {
+		if err := s.fill(); err != nil {
 			return nil, err
 		}
 	}
@@ -283,9 +283,20 @@ type link struct {
 	once   sync.Once
 
 	// Guarded by n.mu: the records waiting for the writer, in the order
-	// they were queued, and where each client's stands.
-	queue   []string
+	// they were queued, and, once the queue is mergeAfter long, where each
+	// client's newest waiting record stands (built then, so that a short
+	// queue costs no map operations).
+	queue   []queued
 	pending map[string]int
+	indexed bool // pending describes queue
+}
+
+// queued is a record waiting on a link: its client and its AT line.
+type queued struct{ client, line string }
+
+// newLink returns the link to peer over session s.
+func newLink(peer string, s *session) *link {
+	return &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{}), pending: make(map[string]int)}
 }
 
 // mergeAfter is how long a link's queue grows before a newer record of a
@@ -299,9 +310,17 @@ const mergeAfter = 64
 // that has PeerQueue clients' records waiting is disconnected; the next
 // link-up resynchronises it. Called with n.mu held.
 func (l *link) enqueue(r *Record) {
-	if i, ok := l.pending[r.Client]; ok && len(l.queue) >= mergeAfter {
-		l.queue[i] = r.Line
-		return
+	if len(l.queue) >= mergeAfter {
+		if !l.indexed {
+			for i, q := range l.queue {
+				l.pending[q.client] = i // a later record of a client wins
+			}
+			l.indexed = true
+		}
+		if i, ok := l.pending[r.Client]; ok {
+			l.queue[i].line = r.Line
+			return
+		}
 	}
 	if len(l.queue) >= l.s.n.cfg.PeerQueue {
 		if l.failed.CompareAndSwap(false, true) {
@@ -311,8 +330,10 @@ func (l *link) enqueue(r *Record) {
 		}
 		return
 	}
-	l.pending[r.Client] = len(l.queue)
-	l.queue = append(l.queue, r.Line)
+	if l.indexed {
+		l.pending[r.Client] = len(l.queue)
+	}
+	l.queue = append(l.queue, queued{r.Client, r.Line})
 	if len(l.queue) == 1 {
 		select {
 		case l.wake <- struct{}{}:
@@ -323,12 +344,15 @@ func (l *link) enqueue(r *Record) {
 
 // takeQueue hands the writer every waiting record and empties the queue;
 // spare is a slice the writer is done with, reused for the next queue.
-func (n *Node) takeQueue(l *link, spare []string) []string {
+func (n *Node) takeQueue(l *link, spare []queued) []queued {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := l.queue
 	l.queue = spare[:0]
-	clear(l.pending)
+	if l.indexed {
+		clear(l.pending)
+		l.indexed = false
+	}
 	return q
 }
 
@@ -344,7 +368,7 @@ func (l *link) stop() {
 // table (anti-entropy), then floods records both ways until the link
 // drops.
 func (n *Node) runLink(s *session, peer string) string {
-	l := &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{}), pending: make(map[string]int)}
+	l := newLink(peer, s)
 	s.st.peer.Store(true)
 	n.mu.Lock()
 	i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
@@ -395,7 +419,9 @@ func (n *Node) linkReader(l *link) string {
 			}
 			return "read: " + err.Error()
 		}
-		logLine(n, s.id, "in", line)
+		if s.logLines {
+			logLine(n, s.id, "in", line)
+		}
 		s.st.active.Store(true)
 		var f fieldList
 		nf := splitFields(line, &f)
@@ -449,7 +475,7 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 	if !write() {
 		return
 	}
-	var batch []string
+	var batch []queued
 	for {
 		select {
 		case <-l.done:
@@ -457,9 +483,12 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		case <-l.wake:
 		}
 		batch = n.takeQueue(l, batch)
-		for _, line := range batch {
-			logLine(n, l.s.id, "out", line)
-			buf = append(append(buf, line...), '\n')
+		logLines := n.log.Enabled(n.ctx, slog.LevelInfo)
+		for _, q := range batch {
+			if logLines {
+				logLine(n, l.s.id, "out", q.line)
+			}
+			buf = append(append(buf, q.line...), '\n')
 			if len(buf) >= writeBuffer && !write() {
 				return
 			}

@@ -16,8 +16,7 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &chunkConn{}
-	l := &link{peer: "B", s: &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"},
-		wake: make(chan struct{}, 1), done: make(chan struct{}), pending: map[string]int{}}
+	l := newLink("B", &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"})
 	rec := func(client string, sec int) *Record {
 		r := mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
 		return &r
@@ -31,7 +30,11 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 	}
 	l.enqueue(rec("x", 3)) // long queue: replaces x's newest waiting record
 	want[1] = "AT A +0.000000000 x +1.0+1.0 3"
-	if d := cmp.Diff(want, l.queue); d != "" {
+	var lines []string
+	for _, q := range l.queue {
+		lines = append(lines, q.line)
+	}
+	if d := cmp.Diff(want, lines); d != "" {
 		t.Fatalf("queue:\n%s", d)
 	}
 	if len(l.wake) != 1 {

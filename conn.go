@@ -24,6 +24,9 @@ type session struct {
 	// read (a level change applies from the next read) rather than for
 	// every line.
 	logLines bool
+	// Commands answered since the last flush, added to the node's
+	// counters at the next flush: one atomic add per batch, not per line.
+	iamats, whatsats, invalids uint64
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -126,6 +129,7 @@ func (n *Node) runSession(s *session) {
 
 // endSession logs why a session ended and closes its connection.
 func (n *Node) endSession(s *session, reason string) {
+	s.publishCounts() // commands whose replies were never written count too
 	s.stopFirstTimer()
 	if s.quiet.Load() {
 		reason = "no complete first line within HandshakeTimeout"
@@ -222,6 +226,7 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	s.publishCounts()
 	s.st.beginWrite(s.n)
 	_, err := s.c.Write(s.out)
 	s.st.endWrite()
@@ -231,6 +236,23 @@ func (s *session) flush() error {
 		s.out = s.out[:0]
 	}
 	return err
+}
+
+// publishCounts adds the commands answered since the last call to the
+// node's counters, before their replies are written, so that a client
+// that has its reply sees it counted.
+func (s *session) publishCounts() {
+	c := &s.n.stats
+	if s.iamats > 0 {
+		c.iamat.Add(s.iamats)
+	}
+	if s.whatsats > 0 {
+		c.whatsat.Add(s.whatsats)
+	}
+	if s.invalids > 0 {
+		c.invalid.Add(s.invalids)
+	}
+	s.iamats, s.whatsats, s.invalids = 0, 0, 0
 }
 
 // lingerTimeout and lingerBytes bound how long and how much a closing
@@ -265,16 +287,16 @@ func (s *session) handle(raw []byte) {
 	switch verb {
 	case "IAMAT":
 		if m, ok := parseIAMAT(&f, nf); ok && s.iamat(&m) {
-			s.n.stats.iamat.Add(1)
+			s.iamats++
 			return
 		}
 	case "WHATSAT":
 		if m, ok := parseWHATSAT(&f, nf); ok && s.whatsat(&m) {
-			s.n.stats.whatsat.Add(1)
+			s.whatsats++
 			return
 		}
 	}
-	s.n.stats.invalid.Add(1)
+	s.invalids++
 	s.reply(appendInvalid(s.out, raw))
 }
 

@@ -358,20 +358,20 @@ func (n *Node) offer(r Record, from string) (Record, offerResult) {
 	case offerStale:
 		return stored, res
 	case offerFull:
-		n.stats.tableFull.Add(1)
+		n.stats.tableFull++
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "table full", slog.String("client", r.Client), slog.String("from", from), slog.Int("limit", n.cfg.MaxClients))
 		return stored, res
 	}
 	n.version++
 	if from == "" {
-		n.stats.recordsLocal.Add(1)
+		n.stats.recordsLocal++
 	} else {
-		n.stats.recordsPeer.Add(1)
+		n.stats.recordsPeer++
 	}
 	for _, l := range n.links {
 		if l.peer != from {
 			l.enqueue(&r)
-			n.stats.recordsFlooded.Add(1)
+			n.stats.recordsFlooded++
 		}
 	}
 	n.notifyLocked()

@@ -23,7 +23,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,7 +253,7 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 			bl.wg.Add(1)
 			go func() {
 				defer bl.wg.Done()
-				var batch []queued
+				var batch []string
 				for {
 					select {
 					case <-l.wake:
@@ -267,8 +266,9 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 		}
 	}
 	n.mu.Lock()
-	n.links = append(n.links, bl.links...)
-	slices.SortFunc(n.links, func(a, b *link) int { return strings.Compare(a.peer, b.peer) })
+	for _, l := range bl.links {
+		n.addLink(l)
+	}
 	n.mu.Unlock()
 	return bl
 }

@@ -235,7 +235,7 @@ func TestTableFullDropsPeerRecords(t *testing.T) {
 	if _, res := tab.offer(a, 1); res != offerChanged {
 		t.Fatal(res)
 	}
-	if got, res := tab.offer(b, 1); res != offerFull || got != b {
+	if got, res := tab.offer(b, 1); res != offerFull || got != nil {
 		t.Fatal(res)
 	}
 	newer := mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 2")

@@ -41,6 +41,7 @@ type Node struct {
 	mu      sync.Mutex
 	table   *table
 	links   []*link // up links, sorted by peer name
+	gens    uint64  // link queue generations handed out (see link.gen)
 	changed chan struct{}
 	watched bool
 
@@ -353,14 +354,14 @@ func (n *Node) acceptLoop() {
 func (n *Node) offer(r Record, from string) (Record, offerResult) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	stored, res := n.table.offer(r, n.cfg.MaxClients)
+	e, res := n.table.offer(r, n.cfg.MaxClients)
 	switch res {
 	case offerStale:
-		return stored, res
+		return e.rec, res
 	case offerFull:
 		n.stats.tableFull++
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "table full", slog.String("client", r.Client), slog.String("from", from), slog.Int("limit", n.cfg.MaxClients))
-		return stored, res
+		return r, res
 	}
 	n.version++
 	if from == "" {
@@ -370,7 +371,7 @@ func (n *Node) offer(r Record, from string) (Record, offerResult) {
 	}
 	for _, l := range n.links {
 		if l.peer != from {
-			l.enqueue(&r)
+			l.enqueue(e)
 			n.stats.recordsFlooded++
 		}
 	}

@@ -283,20 +283,17 @@ type link struct {
 	once   sync.Once
 
 	// Guarded by n.mu: the records waiting for the writer, in the order
-	// they were queued, and, once the queue is mergeAfter long, where each
-	// client's newest waiting record stands (built then, so that a short
-	// queue costs no map operations).
-	queue   []queued
-	pending map[string]int
-	indexed bool // pending describes queue
+	// they were queued; the queue's generation, node-wide unique and
+	// renewed each time the writer takes the queue; and the link's slot,
+	// the lowest not used by another up link, which indexes entry.waits.
+	queue []string
+	gen   uint64
+	slot  int
 }
 
-// queued is a record waiting on a link: its client and its AT line.
-type queued struct{ client, line string }
-
-// newLink returns the link to peer over session s.
+// newLink returns the link to peer over session s; runLink registers it.
 func newLink(peer string, s *session) *link {
-	return &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{}), pending: make(map[string]int)}
+	return &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // mergeAfter is how long a link's queue grows before a newer record of a
@@ -306,21 +303,17 @@ func newLink(peer string, s *session) *link {
 // only each client's newest record, which is all its table would keep.
 const mergeAfter = 64
 
-// enqueue queues a record for the neighbour without blocking. A neighbour
-// that has PeerQueue clients' records waiting is disconnected; the next
-// link-up resynchronises it. Called with n.mu held.
-func (l *link) enqueue(r *Record) {
-	if len(l.queue) >= mergeAfter {
-		if !l.indexed {
-			for i, q := range l.queue {
-				l.pending[q.client] = i // a later record of a client wins
-			}
-			l.indexed = true
-		}
-		if i, ok := l.pending[r.Client]; ok {
-			l.queue[i].line = r.Line
-			return
-		}
+// enqueue queues e's record for the neighbour without blocking. A
+// neighbour that has PeerQueue clients' records waiting is disconnected;
+// the next link-up resynchronises it. Called with n.mu held.
+func (l *link) enqueue(e *entry) {
+	if l.slot >= len(e.waits) {
+		e.waits = append(e.waits, make([]queueRef, l.slot+1-len(e.waits))...)
+	}
+	w := &e.waits[l.slot]
+	if w.gen == l.gen && len(l.queue) >= mergeAfter {
+		l.queue[w.i] = e.rec.Line
+		return
 	}
 	if len(l.queue) >= l.s.n.cfg.PeerQueue {
 		if l.failed.CompareAndSwap(false, true) {
@@ -330,10 +323,8 @@ func (l *link) enqueue(r *Record) {
 		}
 		return
 	}
-	if l.indexed {
-		l.pending[r.Client] = len(l.queue)
-	}
-	l.queue = append(l.queue, queued{r.Client, r.Line})
+	*w = queueRef{gen: l.gen, i: len(l.queue)}
+	l.queue = append(l.queue, e.rec.Line)
 	if len(l.queue) == 1 {
 		select {
 		case l.wake <- struct{}{}:
@@ -344,16 +335,38 @@ func (l *link) enqueue(r *Record) {
 
 // takeQueue hands the writer every waiting record and empties the queue;
 // spare is a slice the writer is done with, reused for the next queue.
-func (n *Node) takeQueue(l *link, spare []queued) []queued {
+func (n *Node) takeQueue(l *link, spare []string) []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := l.queue
 	l.queue = spare[:0]
-	if l.indexed {
-		clear(l.pending)
-		l.indexed = false
-	}
+	n.renewQueue(l)
 	return q
+}
+
+// renewQueue gives l's queue a new generation, which voids every
+// entry.waits position in the old one. Called with n.mu held.
+func (n *Node) renewQueue(l *link) {
+	n.gens++
+	l.gen = n.gens
+}
+
+// addLink registers l as the up link to its peer, replacing an older one,
+// and gives it a slot and a queue generation. Called with n.mu held.
+func (n *Node) addLink(l *link) {
+	i, found := slices.BinarySearchFunc(n.links, l.peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
+	if found {
+		// A newer link replaces a stale one (the neighbour restarted
+		// before we noticed).
+		n.links[i].stop()
+		n.links = slices.Delete(n.links, i, i+1)
+	}
+	l.slot = 0
+	for slices.ContainsFunc(n.links, func(o *link) bool { return o.slot == l.slot }) {
+		l.slot++
+	}
+	n.renewQueue(l)
+	n.links = slices.Insert(n.links, i, l)
 }
 
 // stop begins taking the link down; safe to call more than once.
@@ -371,15 +384,7 @@ func (n *Node) runLink(s *session, peer string) string {
 	l := newLink(peer, s)
 	s.st.peer.Store(true)
 	n.mu.Lock()
-	i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
-	if found {
-		// A newer link replaces a stale one (the neighbour restarted
-		// before we noticed).
-		n.links[i].stop()
-		n.links[i] = l
-	} else {
-		n.links = slices.Insert(n.links, i, l)
-	}
+	n.addLink(l)
 	snapshot := n.table.snapshot()
 	n.notifyLocked()
 	n.mu.Unlock()
@@ -475,7 +480,7 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 	if !write() {
 		return
 	}
-	var batch []queued
+	var batch []string
 	for {
 		select {
 		case <-l.done:
@@ -484,11 +489,11 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		}
 		batch = n.takeQueue(l, batch)
 		logLines := n.log.Enabled(n.ctx, slog.LevelInfo)
-		for _, q := range batch {
+		for _, line := range batch {
 			if logLines {
-				logLine(n, l.s.id, "out", q.line)
+				logLine(n, l.s.id, "out", line)
 			}
-			buf = append(append(buf, q.line...), '\n')
+			buf = append(append(buf, line...), '\n')
 			if len(buf) >= writeBuffer && !write() {
 				return
 			}

@@ -9,7 +9,8 @@ import (
 
 // TestLinkQueueMergesOnlyWhenLong: a short queue keeps every record in
 // order; past mergeAfter, a client's newer record replaces the waiting
-// one in place; PeerQueue waiting clients cut the link.
+// one in place, until the writer takes the queue; PeerQueue waiting
+// clients cut the link.
 func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: mergeAfter + 2})
 	if err != nil {
@@ -17,9 +18,18 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 	}
 	c := &chunkConn{}
 	l := newLink("B", &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"})
-	rec := func(client string, sec int) *Record {
-		r := mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
-		return &r
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.addLink(l)
+	entries := map[string]*entry{}
+	rec := func(client string, sec int) *entry {
+		e := entries[client]
+		if e == nil {
+			e = &entry{}
+			entries[client] = e
+		}
+		e.rec = mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
+		return e
 	}
 	l.enqueue(rec("x", 1))
 	l.enqueue(rec("x", 2)) // short queue: both kept
@@ -30,11 +40,7 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 	}
 	l.enqueue(rec("x", 3)) // long queue: replaces x's newest waiting record
 	want[1] = "AT A +0.000000000 x +1.0+1.0 3"
-	var lines []string
-	for _, q := range l.queue {
-		lines = append(lines, q.line)
-	}
-	if d := cmp.Diff(want, lines); d != "" {
+	if d := cmp.Diff(want, l.queue); d != "" {
 		t.Fatalf("queue:\n%s", d)
 	}
 	if len(l.wake) != 1 {
@@ -43,10 +49,26 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 	l.enqueue(rec("y", 1))
 	l.enqueue(rec("z", 1))
 	l.enqueue(rec("w", 1)) // PeerQueue reached
-	if !l.failed.Load() || n.Stats().PeerSlow != 1 {
+	if !l.failed.Load() || n.stats.peerSlow.Load() != 1 {
 		t.Fatal("a link PeerQueue clients behind was not cut")
 	}
-	if got := n.takeQueue(l, nil); len(got) != mergeAfter+2 || len(l.queue) != 0 || len(l.pending) != 0 {
+	n.mu.Unlock()
+	got := n.takeQueue(l, nil)
+	n.mu.Lock()
+	if len(got) != mergeAfter+2 || len(l.queue) != 0 {
 		t.Fatalf("takeQueue: %d records, %d left", len(got), len(l.queue))
+	}
+	// A taken queue's positions are void: once the new queue is long,
+	// x (queued at index 1 of the old one) is queued again, not written
+	// over index 1 of the new one.
+	want = want[:0]
+	for i := range mergeAfter {
+		l.enqueue(rec(fmt.Sprint("d", i), 1))
+		want = append(want, fmt.Sprintf("AT A +0.000000000 d%d +1.0+1.0 1", i))
+	}
+	l.enqueue(rec("x", 4))
+	want = append(want, "AT A +0.000000000 x +1.0+1.0 4")
+	if d := cmp.Diff(want, l.queue); d != "" {
+		t.Fatalf("queue after take:\n%s", d)
 	}
 }

@@ -265,24 +265,29 @@ func parseLocation(s string) (lat, lon float64, ok bool) {
 // nanoseconds (fraction digits past the ninth are ignored). The whole
 // seconds must fit in an int64.
 func parseClientTime(b []byte) (sec int64, nsec int32, ok bool) {
-	// One pass over the bytes: this runs for every IAMAT and every record
-	// a peer sends.
+	// One pass over the bytes, eight digits at a time where it can: this
+	// runs for every IAMAT and every record a peer sends.
 	i := 0
 	for i < len(b) && b[i] == '0' {
 		i++
 	}
 	// Nineteen significant digits always fit in a uint64; more never fit
-	// in an int64.
+	// in an int64 (past that u may wrap, but the length check fails).
 	var u uint64
-	sig := 0
-	for _, c := range b[i:] {
-		if c-'0' > 9 {
+	j := i
+	for len(b)-j >= 8 {
+		v, all := eightDigits(b[j:])
+		if !all {
 			break
 		}
-		u = u*10 + uint64(c-'0')
-		sig++
+		u = u*100000000 + v
+		j += 8
 	}
-	i += sig
+	for ; j < len(b) && b[j]-'0' <= 9; j++ {
+		u = u*10 + uint64(b[j]-'0')
+	}
+	sig := j - i
+	i = j
 	if i == 0 || sig > 19 || u > 1<<63-1 {
 		return 0, 0, false
 	}
@@ -293,8 +298,14 @@ func parseClientTime(b []byte) (sec int64, nsec int32, ok bool) {
 	if b[i] != '.' || i+1 == len(b) {
 		return 0, 0, false
 	}
+	frac := b[i+1:]
 	digits := 0
-	for _, c := range b[i+1:] {
+	if len(frac) >= 8 {
+		if v, all := eightDigits(frac); all {
+			nsec, digits, frac = int32(v), 8, frac[8:]
+		}
+	}
+	for _, c := range frac {
 		d := int32(c) - '0'
 		if uint32(d) > 9 {
 			return 0, 0, false
@@ -308,6 +319,25 @@ func parseClientTime(b []byte) (sec int64, nsec int32, ok bool) {
 		nsec *= 10
 	}
 	return sec, nsec, true
+}
+
+// eightDigits returns the value of b[:8] if those bytes are all ASCII
+// digits; b must hold at least eight bytes. It reads them as one word: a
+// byte is a digit iff neither subtracting '0' nor adding 0x46 sets its top
+// bit (below '0' the subtraction borrows, from 0x3a to 0xb9 the addition
+// reaches 0x80, from 0xba the subtraction leaves at least 0x8a), and
+// converts them together by pairing neighbours (x10), then pairs (x100)
+// and quads (x10000). It is small enough to be inlined, which is what
+// makes it faster than a digit at a time.
+func eightDigits(b []byte) (uint64, bool) {
+	x := binary.LittleEndian.Uint64(b)
+	if ((x-0x3030303030303030)|(x+0x4646464646464646))&0x8080808080808080 != 0 {
+		return 0, false
+	}
+	x -= 0x3030303030303030
+	x = x*10 + x>>8
+	x = (x&0x000000ff000000ff)*(100+1000000<<32) + (x>>16&0x000000ff000000ff)*(1+10000<<32)
+	return x >> 32, true
 }
 
 // parseRadius parses a WHATSAT radius in kilometres (D+ or D+.D+,

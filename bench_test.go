@@ -600,6 +600,20 @@ func BenchmarkWhatsatJSON(b *testing.B) {
 			}
 		})
 	}
+	// The node's path for a document it has seen (a Frugal cache hit):
+	// a checksum and a comparison instead of validating and cutting.
+	b.Run("results=20/bound=5/memo-hit", func(b *testing.B) {
+		var m bodyMemo
+		want := m.whatsat(doc, 5)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			benchSinkBytes = m.whatsat(doc, 5)
+		}
+		if !bytes.Equal(benchSinkBytes, want) {
+			b.Fatal("memo answered another body")
+		}
+	})
 }
 
 // --- A five-server herd over loopback ---------------------------------------

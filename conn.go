@@ -352,9 +352,9 @@ func (s *session) whatsat(m *whatsat) bool {
 			return true // the write error ends the session at the next flush
 		}
 		lat, lon, _ := parseLocation(rec.Location)
-		body = nearby(n.ctx, n.clock, n.places, n.cfg.PlacesTimeout, NearbyQuery{
+		body = nearbyBody(n.ctx, n.clock, n.places, n.cfg.PlacesTimeout, NearbyQuery{
 			Lat: lat, Lon: lon, RadiusMeters: m.radiusMeters, MaxResults: m.bound,
-		})
+		}, n.bodies.whatsat)
 	}
 	out := append(s.out, rec.Line...)
 	out = append(out, '\n')

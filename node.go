@@ -53,6 +53,7 @@ type Node struct {
 	fatal   chan error // the accept loop's error, if it fails
 
 	places PlacesClient // Config.Places, counted; nil if none
+	bodies bodyMemo     // WHATSAT bodies of recent provider documents
 	stats  counters
 	// version counts table changes (under mu); savedVersion is the one
 	// the state file holds (under saveMu).

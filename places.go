@@ -61,6 +61,12 @@ func errorJSON(msg string) []byte {
 // nil). A timeout of zero or less means DefaultPlacesTimeout. With
 // q.MaxResults of 0 or less, p is not called.
 func nearby(ctx context.Context, clock Clock, p PlacesClient, timeout time.Duration, q NearbyQuery) []byte {
+	return nearbyBody(ctx, clock, p, timeout, q, whatsatJSON)
+}
+
+// nearbyBody is nearby with body, which must answer as whatsatJSON does,
+// turning the provider's document into the reply body.
+func nearbyBody(ctx context.Context, clock Clock, p PlacesClient, timeout time.Duration, q NearbyQuery, body func(doc []byte, bound int) []byte) []byte {
 	if q.MaxResults <= 0 {
 		return emptyJSON
 	}
@@ -85,11 +91,11 @@ func nearby(ctx context.Context, clock Clock, p PlacesClient, timeout time.Durat
 		}
 		return errorJSON(err.Error())
 	}
-	body := whatsatJSON(raw, q.MaxResults)
-	if body == nil {
+	b := body(raw, q.MaxResults)
+	if b == nil {
 		return errorJSON("places provider: response is not a JSON object")
 	}
-	return body
+	return b
 }
 
 // whatsatJSON returns the WHATSAT body for the provider document raw: raw

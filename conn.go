@@ -24,6 +24,9 @@ type session struct {
 	// read (a level change applies from the next read) rather than for
 	// every line.
 	logLines bool
+	// recv is when the last read returned: the receive time of every
+	// line it completed, so one clock reading serves a whole batch.
+	recv time.Time
 	// Commands answered since the last flush, added to the node's
 	// counters at the next flush: one atomic add per batch, not per line.
 	iamats, whatsats, invalids uint64
@@ -319,7 +322,7 @@ func cmdName(b []byte) string {
 func (s *session) iamat(m *iamat) bool {
 	n := s.n
 	start := len(s.out)
-	out := appendAT(s.out, n.cfg.Name, n.clock.Now(), m)
+	out := appendAT(s.out, n.cfg.Name, s.recv, m)
 	rec := newRecord(string(out[start:]), n.cfg.Name, m)
 	stored, res := n.offer(rec, "")
 	switch res {
@@ -366,6 +369,7 @@ func (s *session) whatsat(m *whatsat) bool {
 // fill reads more input into the session's line reader.
 func (s *session) fill() error {
 	err := s.lr.fill()
+	s.recv = s.n.clock.Now()
 	s.logLines = s.n.log.Enabled(context.Background(), slog.LevelInfo)
 	return err
 }

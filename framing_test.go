@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // chunkConn is a net.Conn whose reads return the given chunks in order,
@@ -132,5 +134,42 @@ func TestFramingLongLineCutsConnection(t *testing.T) {
 	want := kiwiAT + "\n? " + string(long[:128]) + "\n"
 	if string(got) != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// tickClock is a Clock that moves one second on at every reading.
+type tickClock struct{ testClock }
+
+func (c *tickClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Second)
+	return c.now
+}
+
+// TestReceiveTimeIsTheRead: an IAMAT's receive time is when the read that
+// completed its line returned, so lines that arrived together share it
+// (one clock reading per read) and a later read gives a later time.
+func TestReceiveTimeIsTheRead(t *testing.T) {
+	clock := &tickClock{testClock{now: time.Unix(100, 0)}}
+	n, err := New(Config{Name: "Goloman", Addr: "127.0.0.1:0", Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c := &chunkConn{chunks: [][]byte{
+		[]byte("IAMAT a +1.0+1.0 100\nIAMAT b +1.0+1.0 100\nIAMAT c +1.0"),
+		[]byte("+1.0 100\n"),
+	}}
+	n.serveConn(c, &connState{id: "c1", c: c})
+	n.wg.Wait()
+	got := string(bytes.Join(c.writes, nil))
+	// Readings: 101 for the first read, 102 for the second, 103 for the
+	// read that finds the end of input.
+	want := "AT Goloman +1.000000000 a +1.0+1.0 100\n" +
+		"AT Goloman +1.000000000 b +1.0+1.0 100\n" +
+		"AT Goloman +2.000000000 c +1.0+1.0 100\n"
+	if got != want {
+		t.Fatalf("replies:\n%s", cmp.Diff(want, got))
 	}
 }

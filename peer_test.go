@@ -72,3 +72,50 @@ func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
 		t.Fatalf("queue after take:\n%s", d)
 	}
 }
+
+// TestLinkSlotReuse: a link that replaces another takes its slot; positions
+// recorded for the old link's queue must not be taken for the new one's.
+func TestLinkSlotReuse(t *testing.T) {
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 4 * mergeAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newB := func() *link {
+		c := &chunkConn{}
+		return newLink("B", &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"})
+	}
+	c := &chunkConn{}
+	other := newLink("C", &session{n: n, c: c, st: &connState{id: "C#1", c: c}, id: "C#1"})
+	old, repl := newB(), newB()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.addLink(old)
+	n.addLink(other)
+	e := func(client string, sec int) *entry {
+		return &entry{rec: mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))}
+	}
+	x := e("x", 1)
+	for i := range mergeAfter {
+		old.enqueue(e(fmt.Sprint("o", i), 1))
+	}
+	old.enqueue(x) // waits at index mergeAfter of old's queue
+	n.addLink(repl)
+	if repl.slot != old.slot || repl.gen == old.gen || other.slot == repl.slot {
+		t.Fatalf("slots: old %d, new %d, other %d; gens old %d new %d", old.slot, repl.slot, other.slot, old.gen, repl.gen)
+	}
+	if len(n.links) != 2 {
+		t.Fatalf("links after the replacement: %d", len(n.links))
+	}
+	var want []string
+	for i := range mergeAfter + 1 {
+		r := e(fmt.Sprint("n", i), 1)
+		repl.enqueue(r)
+		want = append(want, r.rec.Line)
+	}
+	x.rec = mustParseAT(t, "AT A +0.000000000 x +1.0+1.0 2")
+	repl.enqueue(x)
+	want = append(want, x.rec.Line)
+	if d := cmp.Diff(want, repl.queue); d != "" {
+		t.Fatalf("new link's queue:\n%s", d)
+	}
+}

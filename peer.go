@@ -308,7 +308,9 @@ const mergeAfter = 64
 // the next link-up resynchronises it. Called with n.mu held.
 func (l *link) enqueue(e *entry) {
 	if l.slot >= len(e.waits) {
-		e.waits = append(e.waits, make([]queueRef, l.slot+1-len(e.waits))...)
+		// Room for every up link at once: one allocation per client.
+		e.waits = slices.Grow(e.waits, max(l.slot+1, len(l.s.n.links))-len(e.waits))
+		e.waits = e.waits[:cap(e.waits)]
 	}
 	w := &e.waits[l.slot]
 	if w.gen == l.gen && len(l.queue) >= mergeAfter {

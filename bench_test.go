@@ -901,3 +901,43 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		})
 	}
 }
+
+// --- Memory of the table -----------------------------------------------------
+
+// BenchmarkTableMemory offers b.N new clients' records to a node with three
+// up links (drained as they fill) and reports the heap the table takes per
+// client beyond the record's AT line (made before the count starts): its
+// entry and map slot, and its queue positions.
+// Run it with a fixed count:
+//
+//	go test -run '^$' -bench TableMemory -benchtime 100000x
+func BenchmarkTableMemory(b *testing.B) {
+	n := benchNewNode(b, Config{MaxClients: b.N + 1})
+	bl := benchFakeLinks(n, true, "Hands", "Holiday", "Wilkes")
+	defer bl.stop()
+	recs := make([]Record, b.N)
+	for i := range recs {
+		line := fmt.Sprintf("AT Goloman +0.263873386 client-%09d +34.068930-118.445127 1520023934.918963997", i)
+		r, ok := parseAT([]byte(line))
+		if !ok {
+			b.Fatalf("parseAT(%q) failed", line)
+		}
+		recs[i] = r
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ { // not b.Loop: recs must be made for b.N first
+		if _, res := n.offer(recs[i], "Hands"); res != offerChanged {
+			b.Fatal(res)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric((float64(m1.HeapAlloc)-float64(m0.HeapAlloc))/float64(b.N), "table-B/client")
+	runtime.KeepAlive(recs)
+	if got := n.Stats().Clients; got != int64(b.N) {
+		b.Fatalf("%d clients in the table, want %d", got, b.N)
+	}
+}

@@ -99,7 +99,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		names := cli.JSONNames("provider")
 		if *preset != "" {
-			names = presetFlagNames
+			names = cli.PlacesFlagNames
 		}
 		cfg, places, err := fc.nodeConfig(*name, e.getenv, names)
 		if err != nil {
@@ -211,19 +211,6 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 	}
 	fmt.Fprintf(e.stderr, "herd serve: %s: shut down\n", cfg.Name)
 	return exitOK
-}
-
-// presetFlagNames names the provider's fields as serve's flags in preset mode.
-func presetFlagNames(field string) string {
-	switch field {
-	case "Kind":
-		return "-places"
-	case "BaseURL":
-		return "-places-url"
-	case "Key":
-		return "key"
-	}
-	return field
 }
 
 func orNone(s string) string {

@@ -224,15 +224,5 @@ func (p *preListened) Listen(ctx context.Context, addr string) (net.Listener, er
 // cli.Provider.Places, shared with cmd/herd.
 func placesFor(kind, baseURL string, getenv func(string) string) (*herd.Frugal, error) {
 	p := cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: kind, BaseURL: baseURL}}
-	return p.Places(getenv, func(field string) string {
-		switch field {
-		case "Kind":
-			return "-places"
-		case "BaseURL":
-			return "-places-url"
-		case "Key":
-			return "key"
-		}
-		return field
-	})
+	return p.Places(getenv, cli.PlacesFlagNames)
 }

@@ -124,6 +124,21 @@ func JSONNames(prefix string) func(string) string {
 	}
 }
 
+// PlacesFlagNames is the field namer for the -places and -places-url
+// flags that the demo and "herd serve" with a preset share; the key comes
+// from the environment.
+func PlacesFlagNames(field string) string {
+	switch field {
+	case "Kind":
+		return "-places"
+	case "BaseURL":
+		return "-places-url"
+	case "Key":
+		return "key"
+	}
+	return field
+}
+
 // OpenLog returns a text logger writing to path at level, and a function
 // that closes the file. An empty path or "-" means stderr. The file is
 // appended to, and its directory created if need be.

@@ -330,7 +330,7 @@ func (s *session) iamat(m *iamat) bool {
 		s.out = out[:start]
 		return false
 	case offerStale:
-		out = append(out[:start], stored.Line...)
+		out = append(out[:start], stored...)
 	}
 	s.reply(append(out, '\n'))
 	return true

@@ -1,37 +1,118 @@
 package herd
 
-// flood.go: the client table, a last-writer-wins register per client. It is
-// pure: no locks, no I/O; the node serialises access to it.
+// flood.go: the client table, a last-writer-wins register per client, and
+// what each link still owes its neighbour. It is pure: no locks, no I/O;
+// the node serialises access to it.
+//
+// The table is built for millions of clients. Its index is 256 shards of
+// open addressing with linear probing, each slot three words and no
+// pointer; a shard that fills doubles on its own, so growing never rehashes
+// more than 1/256 of the table at once. Records live in the arena (see
+// arena.go). A client's home slot comes from the top bits of its hash, so
+// a shard keeps its clients in hash order, which lets the link-up summary
+// (summary.go) walk one bucket of clients without an index of its own.
+//
+// What a link owes is a bit per slot (slot.dirty, one bit per link slot)
+// plus the link's own FIFO of client hashes (see link.owed): a client is
+// queued for a link at most once however often it changes, so what a slow
+// neighbour is owed is bounded by the table, never by a queue limit, and
+// it receives each client's newest record.
 
 import (
 	"slices"
 	"strings"
 )
 
+const (
+	shardBits = 8
+	numShards = 1 << shardBits
+	// maxLinkSlots is how many links (up, or going down and not yet
+	// drained) a node can have at once: one bit of slot.dirty each.
+	maxLinkSlots = 64
+	// minShard is a shard's first size; maxLoad/8 its fill limit.
+	minShard = 16
+	maxLoad  = 6
+)
+
 // table maps a client ID to its newest record in Record.Compare order.
-// Each record sits in an entry that the node also uses to find where the
-// record waits in link queues (see link.enqueue), so that a record costs
-// one map lookup however many links it goes out on.
 type table struct {
-	recs map[string]*entry
+	key    hashKey
+	shards [numShards]shard
+	n      int
+	arena  arena
+	sum    summary
 }
 
-// entry is one client's slot in the table.
-type entry struct {
-	rec Record
-	// waits[k] is where this client's newest queued record stands in the
-	// queue of the link in slot k, valid while that queue's generation
-	// is gen. The table itself never reads it.
-	waits []queueRef
+// shard is one open-addressing index.
+type shard struct {
+	slots []slot // power-of-two length, or nil while the shard is empty
+	n     int
 }
 
-// queueRef is a position in one generation of a link's queue.
-type queueRef struct {
-	gen uint64
-	i   int
+// slot is one client in the index. hash is never 0 for a used slot.
+type slot struct {
+	hash  uint64
+	rec   ref
+	dirty uint64 // bit k: queued for the link in link slot k
 }
 
-func newTable() *table { return &table{recs: make(map[string]*entry)} }
+// pos is a slot's place in the index; valid until the table next changes.
+type pos struct{ shard, i int }
+
+func newTable(key hashKey) *table { return &table{key: key, arena: newArena()} }
+
+// clientHash is the hash the table files client under (never 0).
+func (t *table) clientHash(client []byte) uint64 { return hashBytes(t.key, client) | 1 }
+
+// home is the first slot of h in a shard of 2^bits slots: the hash's bits
+// after the shard's, so a shard is in hash order.
+func home(h uint64, bits int) int { return int(h << shardBits >> (64 - bits)) }
+
+func shardOf(h uint64) int { return int(h >> (64 - shardBits)) }
+
+// lookup returns the slot of client (hash h) and true, or the empty slot
+// where it would go and false. The shard must have slots.
+func lookup[T ~string | ~[]byte](t *table, h uint64, client T) (pos, bool) {
+	sh := &t.shards[shardOf(h)]
+	mask := len(sh.slots) - 1
+	for i := home(h, bitsOf(len(sh.slots))); ; i = (i + 1) & mask {
+		s := &sh.slots[i]
+		if s.hash == 0 {
+			return pos{shardOf(h), i}, false
+		}
+		if s.hash == h && string(atClient(t.arena.line(s.rec))) == string(client) {
+			return pos{shardOf(h), i}, true
+		}
+	}
+}
+
+// bitsOf returns log2 of a power of two.
+func bitsOf(n int) int {
+	b := 0
+	for n > 1 {
+		n >>= 1
+		b++
+	}
+	return b
+}
+
+// atClient returns the client ID of a stored AT line: its fourth field.
+// Stored lines have single-space separators (parseATFields checks).
+func atClient(line []byte) []byte {
+	spaces, start := 0, 0
+	for i, c := range line {
+		if c != ' ' {
+			continue
+		}
+		spaces++
+		if spaces == 3 {
+			start = i + 1
+		} else if spaces == 4 {
+			return line[start:i]
+		}
+	}
+	return nil
+}
 
 // offerResult says what an offer did.
 type offerResult int
@@ -44,42 +125,230 @@ const (
 
 // offer stores r if it comes after the client's stored record, or if the
 // client is new and the table holds fewer than limit clients. It returns
-// the client's entry afterwards (nil when refused as full) and what
-// happened.
-func (t *table) offer(r Record, limit int) (*entry, offerResult) {
-	e := t.recs[r.Client]
-	switch {
-	case e != nil && r.Compare(&e.rec) <= 0:
-		return e, offerStale
-	case e == nil && len(t.recs) >= limit:
-		return nil, offerFull
-	case e == nil:
-		e = &entry{}
-		t.recs[r.Client] = e
+// the client's slot (for offerStale and offerChanged) and what happened.
+func (t *table) offer(r *Record, limit int) (pos, offerResult) {
+	h := hashBytes(t.key, r.Client) | 1
+	sh := &t.shards[shardOf(h)]
+	if sh.slots == nil {
+		sh.slots = make([]slot, minShard)
 	}
-	e.rec = r
-	return e, offerChanged
+	p, found := lookup(t, h, r.Client)
+	if found {
+		s := &sh.slots[p.i]
+		if !t.after(r, s.rec) {
+			return p, offerStale
+		}
+		t.sum.change(h, hashBytes(t.key, t.arena.line(s.rec)), -1)
+		t.arena.drop(s.rec)
+		s.rec = arenaPut(&t.arena, r.Line, r.Sec, r.Nsec)
+		t.sum.change(h, hashBytes(t.key, r.Line), +1)
+		t.compactStep() // moves records, never slots
+		return p, offerChanged
+	}
+	if t.n >= limit {
+		return p, offerFull
+	}
+	if (sh.n+1)*8 > len(sh.slots)*maxLoad {
+		t.grow(sh)
+		p, _ = lookup(t, h, r.Client)
+	}
+	sh.slots[p.i] = slot{hash: h, rec: arenaPut(&t.arena, r.Line, r.Sec, r.Nsec)}
+	sh.n++
+	t.n++
+	t.sum.change(h, hashBytes(t.key, r.Line), +1)
+	t.compactStep()
+	return p, offerChanged
 }
 
-// get returns the stored record of client. The []byte form lets callers
-// look up without converting (the compiler does not allocate for it).
-func (t *table) get(client []byte) (Record, bool) {
-	if e := t.recs[string(client)]; e != nil {
-		return e.rec, true
+// after reports whether r comes after the stored record at old, in
+// Record.Compare order.
+func (t *table) after(r *Record, old ref) bool {
+	sec, nsec := t.arena.time(old)
+	switch {
+	case r.Sec != sec:
+		return r.Sec > sec
+	case r.Nsec != nsec:
+		return r.Nsec > nsec
 	}
-	return Record{}, false
+	return r.Line > string(t.arena.line(old))
+}
+
+// grow doubles a shard, keeping every slot's dirty bits.
+func (t *table) grow(sh *shard) {
+	old := sh.slots
+	sh.slots = make([]slot, 2*len(old))
+	mask, bits := len(sh.slots)-1, bitsOf(len(sh.slots))
+	for _, s := range old {
+		if s.hash == 0 {
+			continue
+		}
+		i := home(s.hash, bits)
+		for sh.slots[i].hash != 0 {
+			i = (i + 1) & mask
+		}
+		sh.slots[i] = s
+	}
+}
+
+// compactStep moves the live records out of the emptiest segment when
+// the arena holds too many dead bytes: at most one segment (64 KiB) of
+// work per change, so no change waits on a whole-table pass.
+func (t *table) compactStep() {
+	if !t.arena.wasteful() {
+		return
+	}
+	v := t.arena.victim()
+	if v < 0 {
+		return
+	}
+	t.arena.records(v, func(r ref) {
+		line := t.arena.line(r)
+		h := t.clientHash(atClient(line))
+		p, found := lookup(t, h, atClient(line))
+		if !found {
+			return
+		}
+		s := &t.shards[p.shard].slots[p.i]
+		if s.rec != r {
+			return // a dead record
+		}
+		sec, nsec := t.arena.time(r)
+		// put may not reuse segment v: v is freed only by the drop of
+		// its last live record, after which records stops.
+		s.rec = arenaPut(&t.arena, line, sec, nsec)
+		t.arena.drop(r)
+	})
+	if t.arena.segs[v] != nil && t.arena.live[v] == 0 && t.arena.fill[v] > 0 {
+		t.arena.release(v)
+	}
+}
+
+// slotAt returns the slot at p.
+func (t *table) slotAt(p pos) *slot { return &t.shards[p.shard].slots[p.i] }
+
+// lineAt returns the line of the record at p, valid until the next change.
+func (t *table) lineAt(p pos) []byte { return t.arena.line(t.slotAt(p).rec) }
+
+// get returns the stored record of client.
+func (t *table) get(client []byte) (Record, bool) {
+	p, ok := t.find(client)
+	if !ok {
+		return Record{}, false
+	}
+	return t.recordAt(p), true
+}
+
+// find returns the slot of client.
+func (t *table) find(client []byte) (pos, bool) {
+	h := t.clientHash(client)
+	if t.shards[shardOf(h)].slots == nil {
+		return pos{}, false
+	}
+	return lookup(t, h, client)
+}
+
+// holds reports whether the table holds exactly line as client's record,
+// without allocating.
+func (t *table) holds(client, line []byte) bool {
+	p, ok := t.find(client)
+	return ok && string(t.lineAt(p)) == string(line)
+}
+
+// recordAt returns the record at p as a Record (which copies its line).
+func (t *table) recordAt(p pos) Record {
+	r, _ := parseAT(t.lineAt(p))
+	return r
 }
 
 // len returns the number of clients in the table.
-func (t *table) len() int { return len(t.recs) }
+func (t *table) len() int { return t.n }
 
-// snapshot returns every record, sorted by client ID, so that what a node
-// sends never depends on map order.
-func (t *table) snapshot() []Record {
-	out := make([]Record, 0, len(t.recs))
-	for _, e := range t.recs {
-		out = append(out, e.rec)
+// mark queues the client at p for the link in slot k; it reports false if
+// the client was already queued there.
+func (t *table) mark(p pos, k int) bool {
+	s := t.slotAt(p)
+	if s.dirty&(1<<k) != 0 {
+		return false
 	}
-	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Client, b.Client) })
+	s.dirty |= 1 << k
+	return true
+}
+
+// take finds the client with hash h queued for link slot k, unqueues it
+// and appends its line and a newline to buf. It reports false if no such
+// client is queued (the link's FIFO and the dirty bits always agree, so
+// that means a bug or a FIFO being drained).
+func (t *table) take(h uint64, k int, buf []byte, send bool) ([]byte, bool) {
+	sh := &t.shards[shardOf(h)]
+	if sh.slots == nil {
+		return buf, false
+	}
+	mask := len(sh.slots) - 1
+	for i := home(h, bitsOf(len(sh.slots))); sh.slots[i].hash != 0; i = (i + 1) & mask {
+		s := &sh.slots[i]
+		if s.hash == h && s.dirty&(1<<k) != 0 {
+			s.dirty &^= 1 << k
+			if send {
+				buf = append(append(buf, t.arena.line(s.rec)...), '\n')
+			}
+			return buf, true
+		}
+	}
+	return buf, false
+}
+
+// eachInLeaf calls f with the position and hash of every client whose
+// hash falls in leaf bucket b (its top leafBits bits), in slot order.
+func (t *table) eachInLeaf(b int, f func(p pos, h uint64)) {
+	si := b >> (leafBits - shardBits)
+	sh := &t.shards[si]
+	if sh.n == 0 {
+		return
+	}
+	bits := bitsOf(len(sh.slots))
+	sub := b & (1<<(leafBits-shardBits) - 1)
+	const subBits = leafBits - shardBits
+	lo := (sub << bits) >> subBits
+	hi := ((sub+1)<<bits + (1<<subBits - 1)) >> subBits
+	mask := len(sh.slots) - 1
+	// Clients homed in [lo, hi) lie between lo and the first empty slot
+	// at or after hi: probing only moves forward, and nothing is deleted.
+	for k, i := 0, lo; k < len(sh.slots); k, i = k+1, (i+1)&mask {
+		s := &sh.slots[i]
+		if s.hash == 0 {
+			if k >= hi-lo {
+				return
+			}
+			continue
+		}
+		if leafOf(s.hash) == b {
+			f(pos{si, i}, s.hash)
+		}
+	}
+}
+
+// leafOf is the leaf summary bucket of a client hash.
+func leafOf(h uint64) int { return int(h >> (64 - leafBits)) }
+
+// appendLeaves appends the records of every client in leaf buckets
+// [lo, hi) to out, unsorted.
+func (t *table) appendLeaves(lo, hi int, out []Record) []Record {
+	for b := lo; b < hi; b++ {
+		t.eachInLeaf(b, func(p pos, _ uint64) { out = append(out, t.recordAt(p)) })
+	}
+	return out
+}
+
+// sortRecords sorts records by client ID, so that what a node sends or
+// saves never depends on the index's order.
+func sortRecords(recs []Record) {
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Client, b.Client) })
+}
+
+// snapshot returns every record, sorted by client ID. It is O(table):
+// the node takes it in pieces (see Node.Records).
+func (t *table) snapshot() []Record {
+	out := t.appendLeaves(0, numLeaves, make([]Record, 0, t.n))
+	sortRecords(out)
 	return out
 }

@@ -39,13 +39,13 @@ func TestTableOfferOrderIndependent(t *testing.T) {
 		var first []Record
 		for perm := 0; perm < 6; perm++ {
 			rng.Shuffle(len(offers), func(i, j int) { offers[i], offers[j] = offers[j], offers[i] })
-			tab := newTable()
+			tab := newTable(hashKey{})
 			changes := 0
 			for _, r := range offers {
-				if _, res := tab.offer(r, 1000); res == offerChanged {
+				if _, res := tab.offer(&r, 1000); res == offerChanged {
 					changes++
 				}
-				if _, res := tab.offer(r, 1000); res != offerStale {
+				if _, res := tab.offer(&r, 1000); res != offerStale {
 					t.Fatalf("seed %d: offering the same record twice changed the table", seed)
 				}
 			}
@@ -68,9 +68,9 @@ func TestTableOfferOrderIndependent(t *testing.T) {
 }
 
 func TestTableSnapshotSortedByClient(t *testing.T) {
-	tab := newTable()
+	tab := newTable(hashKey{})
 	for _, c := range []string{"zeta", "alpha", "mu", "Beta"} {
-		tab.offer(Record{Client: c, Line: "AT x +0.000000000 " + c + " +0.0+0.0 1", Sec: 1}, 10)
+		tab.offer(&Record{Client: c, Line: "AT x +0.000000000 " + c + " +0.0+0.0 1", Sec: 1}, 10)
 	}
 	var got []string
 	for _, r := range tab.snapshot() {

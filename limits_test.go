@@ -230,16 +230,16 @@ func mustParseAT(t *testing.T, line string) Record {
 }
 
 func TestTableFullDropsPeerRecords(t *testing.T) {
-	tab := newTable()
+	tab := newTable(hashKey{})
 	a, b := mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 1"), mustParseAT(t, "AT A +0.000000000 b +1.0+1.0 1")
-	if _, res := tab.offer(a, 1); res != offerChanged {
+	if _, res := tab.offer(&a, 1); res != offerChanged {
 		t.Fatal(res)
 	}
-	if got, res := tab.offer(b, 1); res != offerFull || got != nil {
+	if _, res := tab.offer(&b, 1); res != offerFull {
 		t.Fatal(res)
 	}
 	newer := mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 2")
-	if _, res := tab.offer(newer, 1); res != offerChanged {
+	if _, res := tab.offer(&newer, 1); res != offerChanged {
 		t.Fatal("a known client must keep updating when the table is full")
 	}
 }

@@ -83,7 +83,7 @@ func TestClientSessionInvalidCommands(t *testing.T) {
 		"WHATSAT kiwi.cs.ucla.edu 10 21",
 		"WHATSAT kiwi.cs.ucla.edu 10 -1",
 		"WHATSAT kiwi.cs.ucla.edu 10",
-		"HERD 1 Hands Goloman 00",
+		"HERD 2 Hands Goloman 00",
 		"\xff\xfe garbage \x00",
 	} {
 		c.send(line + "\n")
@@ -362,7 +362,7 @@ func TestNotANeighbourIsRefused(t *testing.T) {
 	logs := newLogSink()
 	b := startNode(t, Config{Name: "B", Logger: logs.logger()})
 	c := dialNode(t, b)
-	hello := "HERD 1 Mallory B 00112233445566778899aabbccddeeff"
+	hello := "HERD 2 Mallory B 00112233445566778899aabbccddeeff"
 	c.send(hello + "\n")
 	if got := c.line(); got != "? "+hello+"\n" {
 		t.Fatalf("got %q", got)

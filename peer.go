@@ -3,7 +3,7 @@ package herd
 // peer.go: links between servers. A link is one connection on the normal
 // port; the neighbour whose name sorts first dials. The handshake:
 //
-//	dialer:   HERD 1 <dialer> <acceptor> <nonceD>
+//	dialer:   HERD 2 <dialer> <acceptor> <nonceD>
 //	acceptor: HERD-OK <acceptor> <nonceA> <mac("accept")>
 //	dialer:   HERD-AUTH <mac("dial")>
 //	acceptor: HERD-WELCOME
@@ -16,6 +16,7 @@ package herd
 // table, then every record that changes its table, as AT lines.
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -35,7 +36,7 @@ import (
 
 const (
 	helloVerb   = "HERD"
-	protoVer    = "1"
+	protoVer    = "2"
 	nonceBytes  = 16
 	writeBuffer = 64 << 10
 )
@@ -151,7 +152,7 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 		return "handshake: " + err.Error()
 	}
 	stop()
-	return n.runLink(s, dialer)
+	return n.runLink(s, dialer, false)
 }
 
 // checkPeerCert enforces Config.RequirePeerCert: the connection must be
@@ -221,7 +222,7 @@ func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 		return false, fmt.Errorf("%w: %q", errRefused, line)
 	}
 	stop()
-	n.runLink(s, p.Name)
+	n.runLink(s, p.Name, true)
 	return true, nil
 }
 
@@ -277,85 +278,120 @@ func (n *Node) dialOnce(p Peer, rng *mrand.ChaCha8, attempt uint64) bool {
 type link struct {
 	peer   string
 	s      *session
-	wake   chan struct{} // signalled when queue becomes non-empty
+	dialer bool          // this side dialed: it opens the link-up summary
+	wake   chan struct{} // signalled when there is something to write
 	done   chan struct{} // closed when the link is going down
-	failed atomic.Bool
 	once   sync.Once
 
-	// Guarded by n.mu: the records waiting for the writer, in the order
-	// they were queued; the queue's generation, node-wide unique and
-	// renewed each time the writer takes the queue; and the link's slot,
-	// the lowest not used by another up link, which indexes entry.waits.
-	queue []string
-	gen   uint64
-	slot  int
+	// Guarded by n.mu. slot is the link's bit in slot.dirty; owed holds
+	// the hashes of the clients queued for it (each once: the bit says
+	// so), oldest first; pushes are leaf ranges to queue whole, for the
+	// link-up; ctrl holds sync lines for the writer; syncIn counts the
+	// sync lines received.
+	slot   int
+	owed   hashFIFO
+	pushes []leafRange
+	ctrl   []byte
+	syncIn int
+
+	sent, received atomic.Uint64 // AT lines written and read
 }
+
+// leafRange is the leaf buckets [lo, hi).
+type leafRange struct{ lo, hi int }
 
 // newLink returns the link to peer over session s; runLink registers it.
-func newLink(peer string, s *session) *link {
-	return &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newLink(peer string, s *session, dialer bool) *link {
+	return &link{peer: peer, s: s, dialer: dialer, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// mergeAfter is how long a link's queue grows before a newer record of a
-// client replaces the one already waiting instead of queueing behind it.
-// Short queues keep every record (so a simulation sends the same lines
-// whatever the writer's timing); a neighbour that falls behind is sent
-// only each client's newest record, which is all its table would keep.
-const mergeAfter = 64
-
-// enqueue queues e's record for the neighbour without blocking. A
-// neighbour that has PeerQueue clients' records waiting is disconnected;
-// the next link-up resynchronises it. Called with n.mu held.
-func (l *link) enqueue(e *entry) {
-	if l.slot >= len(e.waits) {
-		// Room for every up link at once: one allocation per client.
-		e.waits = slices.Grow(e.waits, max(l.slot+1, len(l.s.n.links))-len(e.waits))
-		e.waits = e.waits[:cap(e.waits)]
+// signal wakes the link's writer.
+func (l *link) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
-	w := &e.waits[l.slot]
-	if w.gen == l.gen && len(l.queue) >= mergeAfter {
-		l.queue[w.i] = e.rec.Line
+}
+
+// queue queues the client at p (hash h) for l, unless it is queued
+// already: the writer will send its newest record. Called with n.mu held.
+func (n *Node) queue(l *link, p pos, h uint64) {
+	if !n.table.mark(p, l.slot) {
 		return
 	}
-	if len(l.queue) >= l.s.n.cfg.PeerQueue {
-		if l.failed.CompareAndSwap(false, true) {
-			l.s.n.stats.peerSlow.Add(1)
-			l.s.n.log.LogAttrs(l.s.n.ctx, slog.LevelWarn, "peer link dropped", slog.String("conn", l.s.id), slog.String("peer", l.peer), slog.String("why", "cannot keep up (queue full)"))
-			l.stop()
-		}
-		return
-	}
-	*w = queueRef{gen: l.gen, i: len(l.queue)}
-	l.queue = append(l.queue, e.rec.Line)
-	if len(l.queue) == 1 {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+	n.stats.recordsFlooded++
+	l.owed.push(h)
+	if l.owed.len() == 1 {
+		l.signal()
 	}
 }
 
-// takeQueue hands the writer every waiting record and empties the queue;
-// spare is a slice the writer is done with, reused for the next queue.
-func (n *Node) takeQueue(l *link, spare []string) []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	q := l.queue
-	l.queue = spare[:0]
-	n.renewQueue(l)
-	return q
+// pushRange queues every client in range i of level lvl for l, a chunk
+// at a time as the writer gets to it (see fillBatch), so that no call
+// holds n.mu for a whole table. Called with n.mu held.
+func (n *Node) pushRange(l *link, lvl, i int) {
+	lo, hi := leaves(lvl, i)
+	l.pushes = append(l.pushes, leafRange{lo, hi})
+	l.signal()
 }
 
-// renewQueue gives l's queue a new generation, which voids every
-// entry.waits position in the old one. Called with n.mu held.
-func (n *Node) renewQueue(l *link) {
-	n.gens++
-	l.gen = n.gens
+// pushChunk is how many leaf buckets the writer queues at once from a
+// pending push: about 15 clients each at a million clients.
+const pushChunk = 64
+
+// fillBatch appends to buf what l's writer sends next: owed records, up
+// to about writeBuffer bytes, then any sync lines. A push in progress is
+// turned into owed clients a chunk at a time. It reports whether more is
+// waiting. Called with n.mu held.
+func (n *Node) fillBatch(l *link, buf []byte) ([]byte, bool) {
+	if l.owed.len() == 0 && len(l.pushes) > 0 {
+		r := &l.pushes[0]
+		end := min(r.lo+pushChunk, r.hi)
+		for b := r.lo; b < end; b++ {
+			n.table.eachInLeaf(b, func(p pos, h uint64) { n.queue(l, p, h) })
+		}
+		if r.lo = end; r.lo == r.hi {
+			l.pushes = slices.Delete(l.pushes, 0, 1)
+		}
+	}
+	start := len(buf)
+	for l.owed.len() > 0 && len(buf)-start < writeBuffer {
+		var ok bool
+		if buf, ok = n.table.take(l.owed.pop(), l.slot, buf, true); ok {
+			l.sent.Add(1)
+		}
+	}
+	// Sync lines go after the records taken with them, so that a WANT
+	// arrives after the records that may make it moot.
+	buf = append(buf, l.ctrl...)
+	l.ctrl = l.ctrl[:0]
+	return buf, l.owed.len() > 0 || len(l.pushes) > 0
+}
+
+// drainStep unqueues up to max of a down link's owed clients, clearing
+// their dirty bits so that its slot can serve another link. It reports
+// whether the link owes nothing more. Called with n.mu held.
+func (n *Node) drainStep(l *link, max int) bool {
+	for i := 0; i < max && l.owed.len() > 0; i++ {
+		n.table.take(l.owed.pop(), l.slot, nil, false)
+	}
+	return l.owed.len() == 0
 }
 
 // addLink registers l as the up link to its peer, replacing an older one,
-// and gives it a slot and a queue generation. Called with n.mu held.
-func (n *Node) addLink(l *link) {
+// and gives it a free link slot. It reports false when every slot is
+// taken (links flapping faster than they drain). Called with n.mu held.
+func (n *Node) addLink(l *link) bool {
+	free := -1
+	for k := range maxLinkSlots {
+		if n.linkSlots&(1<<k) == 0 {
+			free = k
+			break
+		}
+	}
+	if free < 0 {
+		return false
+	}
 	i, found := slices.BinarySearchFunc(n.links, l.peer, func(l *link, p string) int { return strings.Compare(l.peer, p) })
 	if found {
 		// A newer link replaces a stale one (the neighbour restarted
@@ -363,12 +399,10 @@ func (n *Node) addLink(l *link) {
 		n.links[i].stop()
 		n.links = slices.Delete(n.links, i, i+1)
 	}
-	l.slot = 0
-	for slices.ContainsFunc(n.links, func(o *link) bool { return o.slot == l.slot }) {
-		l.slot++
-	}
-	n.renewQueue(l)
+	l.slot = free
+	n.linkSlots |= 1 << free
 	n.links = slices.Insert(n.links, i, l)
+	return true
 }
 
 // stop begins taking the link down; safe to call more than once.
@@ -379,23 +413,36 @@ func (l *link) stop() {
 	})
 }
 
-// runLink serves an authenticated link: it registers it, pushes the whole
-// table (anti-entropy), then floods records both ways until the link
-// drops.
-func (n *Node) runLink(s *session, peer string) string {
-	l := newLink(peer, s)
+// syncLineMax is the longest line a link must accept whatever
+// MaxLineBytes says: a HAVE or WANT of maxIDs hashes.
+const syncLineMax = 4 << 10
+
+// runLink serves an authenticated link: it registers it, starts the
+// link-up reconciliation (the dialer sends the top summary), then floods
+// records both ways until the link drops.
+func (n *Node) runLink(s *session, peer string, dialer bool) string {
+	l := newLink(peer, s, dialer)
 	s.st.peer.Store(true)
+	s.lr.max = max(s.lr.max, syncLineMax)
 	n.mu.Lock()
-	n.addLink(l)
-	snapshot := n.table.snapshot()
+	if !n.addLink(l) {
+		n.mu.Unlock()
+		n.log.LogAttrs(n.ctx, slog.LevelWarn, "peer link refused", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", "no free link slot"))
+		return "no free link slot"
+	}
+	clients := n.table.len()
+	if dialer {
+		l.ctrl = appendSum(l.ctrl, 1, 0, n.childPrints(0, 0))
+		l.signal()
+	}
 	n.notifyLocked()
 	n.mu.Unlock()
-	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link up", slog.String("conn", s.id), slog.String("peer", peer), slog.Int("records", len(snapshot)))
+	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link up", slog.String("conn", s.id), slog.String("peer", peer), slog.Int("records", clients))
 
 	writerDone := make(chan struct{})
 	n.goFunc(func() {
 		defer close(writerDone)
-		n.linkWriter(l, snapshot)
+		n.linkWriter(l)
 	})
 	why := n.linkReader(l)
 	l.stop()
@@ -406,13 +453,28 @@ func (n *Node) runLink(s *session, peer string) string {
 		n.links = slices.Delete(n.links, i, i+1)
 		n.notifyLocked()
 	}
+	l.pushes = nil
 	n.mu.Unlock()
+	// Free the link's slot a bounded piece at a time: a link that fell
+	// far behind may owe most of the table.
+	for {
+		n.mu.Lock()
+		done := n.drainStep(l, 4096)
+		if done {
+			n.linkSlots &^= 1 << l.slot
+		}
+		n.mu.Unlock()
+		if done {
+			break
+		}
+	}
 	n.stats.linkDrops.Add(1)
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link dropped", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
 	return "peer link dropped: " + why
 }
 
-// linkReader offers every record the neighbour sends until the link fails.
+// linkReader offers every record the neighbour sends, and answers its
+// sync lines, until the link fails.
 func (n *Node) linkReader(l *link) string {
 	s := l.s
 	for {
@@ -435,6 +497,11 @@ func (n *Node) linkReader(l *link) string {
 		if nf == 6 && n.holds(f[3], line) {
 			// The same record came by another path: the common case in a
 			// herd with cycles, answered without parsing or allocating.
+			l.received.Add(1)
+			continue
+		}
+		if nf > 0 && isSyncVerb(f[0]) {
+			n.syncLine(l, line, &f, nf)
 			continue
 		}
 		rec, ok := parseATFields(line, &f, nf)
@@ -442,6 +509,7 @@ func (n *Node) linkReader(l *link) string {
 			n.log.LogAttrs(n.ctx, slog.LevelWarn, "bad record from peer", slog.String("conn", s.id), slog.String("peer", l.peer), slog.String("line", string(line)))
 			continue
 		}
+		l.received.Add(1)
 		n.offer(rec, l.peer)
 	}
 }
@@ -449,60 +517,43 @@ func (n *Node) linkReader(l *link) string {
 // holds reports whether the table holds exactly line as client's record.
 func (n *Node) holds(client, line []byte) bool {
 	n.mu.Lock()
-	r, ok := n.table.get(client)
+	ok := n.table.holds(client, line)
 	n.mu.Unlock()
-	return ok && r.Line == string(line)
+	return ok
 }
 
-// linkWriter sends the snapshot, then queued records, batching whatever is
-// queued into one write.
-func (n *Node) linkWriter(l *link, snapshot []Record) {
+// linkWriter sends what the link owes, in batches of about writeBuffer
+// bytes, each taken under n.mu and written without it.
+func (n *Node) linkWriter(l *link) {
 	var buf []byte
-	write := func() bool {
-		if len(buf) == 0 {
-			return true
-		}
-		l.s.st.beginWrite(n)
-		_, err := l.s.c.Write(buf)
-		l.s.st.endWrite()
-		buf = buf[:0]
-		if err != nil {
-			l.stop()
-			return false
-		}
-		return true
-	}
-	for _, r := range snapshot {
-		logLine(n, l.s.id, "out", r.Line)
-		buf = append(append(buf, r.Line...), '\n')
-		if len(buf) >= writeBuffer && !write() {
-			return
-		}
-	}
-	if !write() {
-		return
-	}
-	var batch []string
 	for {
 		select {
 		case <-l.done:
 			return
 		case <-l.wake:
 		}
-		batch = n.takeQueue(l, batch)
-		logLines := n.log.Enabled(n.ctx, slog.LevelInfo)
-		for _, line := range batch {
-			if logLines {
-				logLine(n, l.s.id, "out", line)
+		for more := true; more; {
+			n.mu.Lock()
+			buf, more = n.fillBatch(l, buf[:0])
+			n.mu.Unlock()
+			if len(buf) == 0 {
+				continue // a chunk of a push with no client in it
 			}
-			buf = append(append(buf, line...), '\n')
-			if len(buf) >= writeBuffer && !write() {
+			if l.s.logLines || n.log.Enabled(n.ctx, slog.LevelInfo) {
+				for line := range bytes.Lines(buf) {
+					logLine(n, l.s.id, "out", line)
+				}
+			}
+			l.s.st.beginWrite(n)
+			_, err := l.s.c.Write(buf)
+			l.s.st.endWrite()
+			if err != nil {
+				l.stop()
 				return
 			}
+			if cap(buf) > 4*writeBuffer {
+				buf = nil
+			}
 		}
-		if !write() {
-			return
-		}
-		clear(batch) // let sent lines be collected
 	}
 }

@@ -1,121 +1,141 @@
 package herd
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestLinkQueueMergesOnlyWhenLong: a short queue keeps every record in
-// order; past mergeAfter, a client's newer record replaces the waiting
-// one in place, until the writer takes the queue; PeerQueue waiting
-// clients cut the link.
-func TestLinkQueueMergesOnlyWhenLong(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: mergeAfter + 2})
+// testLink registers a fake up link to peer on n and returns it.
+func testLink(t *testing.T, n *Node, peer string) *link {
+	t.Helper()
+	c := &chunkConn{}
+	l := newLink(peer, &session{n: n, c: c, st: &connState{id: peer + "#1", c: c}, id: peer + "#1"}, false)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.addLink(l) {
+		t.Fatal("no free link slot")
+	}
+	return l
+}
+
+// takeAll returns the lines l owes, as its writer would take them.
+func takeAll(n *Node, l *link) []string {
+	var out []string
+	var buf []byte
+	for more := true; more; {
+		n.mu.Lock()
+		buf, more = n.fillBatch(l, buf[:0])
+		n.mu.Unlock()
+		for line := range bytes.Lines(buf) {
+			out = append(out, string(bytes.TrimSuffix(line, []byte("\n"))))
+		}
+	}
+	return out
+}
+
+func testRec(t *testing.T, client string, sec int) Record {
+	t.Helper()
+	return mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
+}
+
+// TestLinkOwesEachClientOnce: a link owes each client at most once, in
+// the order clients were first queued, and is sent the newest record of
+// each; once taken, a client is queued again by its next change.
+func TestLinkOwesEachClientOnce(t *testing.T) {
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chunkConn{}
-	l := newLink("B", &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"})
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.addLink(l)
-	entries := map[string]*entry{}
-	rec := func(client string, sec int) *entry {
-		e := entries[client]
-		if e == nil {
-			e = &entry{}
-			entries[client] = e
-		}
-		e.rec = mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
-		return e
+	l := testLink(t, n, "B")
+	for _, r := range []Record{testRec(t, "x", 1), testRec(t, "y", 1), testRec(t, "x", 2), testRec(t, "z", 1), testRec(t, "y", 3)} {
+		n.offer(r, "")
 	}
-	l.enqueue(rec("x", 1))
-	l.enqueue(rec("x", 2)) // short queue: both kept
-	want := []string{"AT A +0.000000000 x +1.0+1.0 1", "AT A +0.000000000 x +1.0+1.0 2"}
-	for i := 2; i < mergeAfter; i++ {
-		l.enqueue(rec(fmt.Sprint("c", i), 1))
-		want = append(want, fmt.Sprintf("AT A +0.000000000 c%d +1.0+1.0 1", i))
+	want := []string{"AT A +0.000000000 x +1.0+1.0 2", "AT A +0.000000000 y +1.0+1.0 3", "AT A +0.000000000 z +1.0+1.0 1"}
+	if d := cmp.Diff(want, takeAll(n, l)); d != "" {
+		t.Fatal(d)
 	}
-	l.enqueue(rec("x", 3)) // long queue: replaces x's newest waiting record
-	want[1] = "AT A +0.000000000 x +1.0+1.0 3"
-	if d := cmp.Diff(want, l.queue); d != "" {
-		t.Fatalf("queue:\n%s", d)
+	n.offer(testRec(t, "y", 4), "")
+	if d := cmp.Diff([]string{"AT A +0.000000000 y +1.0+1.0 4"}, takeAll(n, l)); d != "" {
+		t.Fatal(d)
 	}
-	if len(l.wake) != 1 {
-		t.Fatal("the writer was not woken")
-	}
-	l.enqueue(rec("y", 1))
-	l.enqueue(rec("z", 1))
-	l.enqueue(rec("w", 1)) // PeerQueue reached
-	if !l.failed.Load() || n.stats.peerSlow.Load() != 1 {
-		t.Fatal("a link PeerQueue clients behind was not cut")
-	}
-	n.mu.Unlock()
-	got := n.takeQueue(l, nil)
-	n.mu.Lock()
-	if len(got) != mergeAfter+2 || len(l.queue) != 0 {
-		t.Fatalf("takeQueue: %d records, %d left", len(got), len(l.queue))
-	}
-	// A taken queue's positions are void: once the new queue is long,
-	// x (queued at index 1 of the old one) is queued again, not written
-	// over index 1 of the new one.
-	want = want[:0]
-	for i := range mergeAfter {
-		l.enqueue(rec(fmt.Sprint("d", i), 1))
-		want = append(want, fmt.Sprintf("AT A +0.000000000 d%d +1.0+1.0 1", i))
-	}
-	l.enqueue(rec("x", 4))
-	want = append(want, "AT A +0.000000000 x +1.0+1.0 4")
-	if d := cmp.Diff(want, l.queue); d != "" {
-		t.Fatalf("queue after take:\n%s", d)
+	// A record from B is not sent back to B.
+	n.offer(testRec(t, "w", 1), "B")
+	if got := takeAll(n, l); len(got) != 0 {
+		t.Fatalf("echoed %q", got)
 	}
 }
 
-// TestLinkSlotReuse: a link that replaces another takes its slot; positions
-// recorded for the old link's queue must not be taken for the new one's.
-func TestLinkSlotReuse(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 4 * mergeAfter})
+// TestLinkBacklogBoundedByTable: whatever falls behind, a link owes at
+// most one entry per client and is never cut for it; it catches up with
+// the newest record of every client.
+func TestLinkBacklogBoundedByTable(t *testing.T) {
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	newB := func() *link {
-		c := &chunkConn{}
-		return newLink("B", &session{n: n, c: c, st: &connState{id: "B#1", c: c}, id: "B#1"})
+	l := testLink(t, n, "B")
+	const clients, rounds = 20000, 3
+	for round := 1; round <= rounds; round++ {
+		for i := range clients {
+			n.offer(testRec(t, fmt.Sprintf("c%d", i), round), "")
+		}
 	}
-	c := &chunkConn{}
-	other := newLink("C", &session{n: n, c: c, st: &connState{id: "C#1", c: c}, id: "C#1"})
-	old, repl := newB(), newB()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.addLink(old)
-	n.addLink(other)
-	e := func(client string, sec int) *entry {
-		return &entry{rec: mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))}
+	owed := l.owed.len()
+	n.mu.Unlock()
+	if owed != clients {
+		t.Fatalf("owes %d entries for %d clients", owed, clients)
 	}
-	x := e("x", 1)
-	for i := range mergeAfter {
-		old.enqueue(e(fmt.Sprint("o", i), 1))
+	got := takeAll(n, l)
+	if len(got) != clients {
+		t.Fatalf("sent %d records for %d clients", len(got), clients)
 	}
-	old.enqueue(x) // waits at index mergeAfter of old's queue
-	n.addLink(repl)
-	if repl.slot != old.slot || repl.gen == old.gen || other.slot == repl.slot {
-		t.Fatalf("slots: old %d, new %d, other %d; gens old %d new %d", old.slot, repl.slot, other.slot, old.gen, repl.gen)
+	for _, line := range got {
+		if r, ok := parseAT([]byte(line)); !ok || r.Sec != rounds {
+			t.Fatalf("sent %q, not the newest record", line)
+		}
 	}
-	if len(n.links) != 2 {
-		t.Fatalf("links after the replacement: %d", len(n.links))
+	select {
+	case <-l.done:
+		t.Fatal("the link was cut")
+	default:
 	}
-	var want []string
-	for i := range mergeAfter + 1 {
-		r := e(fmt.Sprint("n", i), 1)
-		repl.enqueue(r)
-		want = append(want, r.rec.Line)
+}
+
+// TestLinkReplacementGetsAnotherSlot: a link that replaces another to the
+// same neighbour takes a free slot while the old one drains, and the old
+// slot is free again once drained.
+func TestLinkReplacementGetsAnotherSlot(t *testing.T) {
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	x.rec = mustParseAT(t, "AT A +0.000000000 x +1.0+1.0 2")
-	repl.enqueue(x)
-	want = append(want, x.rec.Line)
-	if d := cmp.Diff(want, repl.queue); d != "" {
-		t.Fatalf("new link's queue:\n%s", d)
+	old := testLink(t, n, "B")
+	n.offer(testRec(t, "x", 1), "")
+	repl := testLink(t, n, "B")
+	if repl.slot == old.slot {
+		t.Fatalf("replacement took slot %d of the link it replaced", old.slot)
+	}
+	select {
+	case <-old.done:
+	default:
+		t.Fatal("the replaced link was not stopped")
+	}
+	n.offer(testRec(t, "x", 2), "")
+	if d := cmp.Diff([]string{"AT A +0.000000000 x +1.0+1.0 2"}, takeAll(n, repl)); d != "" {
+		t.Fatal(d)
+	}
+	n.mu.Lock()
+	done := n.drainStep(old, 10)
+	if done {
+		n.linkSlots &^= 1 << old.slot
+	}
+	slots := n.linkSlots
+	n.mu.Unlock()
+	if !done || slots != 1<<repl.slot {
+		t.Fatalf("after draining: done %v, slots %b", done, slots)
 	}
 }

@@ -18,10 +18,15 @@ type Stats struct {
 	Clients        int64  // client IDs in the table (gauge)
 	RecordsLocal   uint64 // table changes from this node's clients
 	RecordsPeer    uint64 // table changes from peers
-	RecordsFlooded uint64 // records queued to neighbours
+	RecordsFlooded uint64 // records queued to neighbours (a client queued again before it went out counts once)
+	SyncLines      uint64 // link-up summary lines received and answered
+	SyncRefused    uint64 // link-up summary lines refused as malformed or past the bound
 	LinksUp        int64  // peer links up (gauge)
 	LinkDrops      uint64 // peer links that went down
-	PeerSlow       uint64 // links cut because the neighbour could not keep up
+	// Deprecated: links no longer have a bounded queue, so no link is
+	// cut for falling behind (a neighbour that stops reading is cut by
+	// WriteTimeout); PeerSlow is always 0.
+	PeerSlow       uint64
 	HandshakeFails uint64 // peer handshakes refused or failed
 	PlacesCalls    uint64 // provider calls made for WHATSAT
 	PlacesErrors   uint64 // WHATSAT replies that carried an error document
@@ -41,6 +46,7 @@ type counters struct {
 	// fields cost nothing there, where atomic adds from both cores would
 	// fight over their cache line for every record.
 	tableFull, recordsLocal, recordsPeer, recordsFlooded uint64
+	syncLines, syncRefused                               uint64
 }
 
 // Stats returns the node's counters. It does not block on I/O.
@@ -52,6 +58,7 @@ func (n *Node) Stats() Stats {
 	clients, links := int64(n.table.len()), int64(len(n.links))
 	c := &n.stats
 	tableFull, local, peer, flooded := c.tableFull, c.recordsLocal, c.recordsPeer, c.recordsFlooded
+	syncLines, syncRefused := c.syncLines, c.syncRefused
 	n.mu.Unlock()
 	return Stats{
 		Conns:          conns,
@@ -68,6 +75,8 @@ func (n *Node) Stats() Stats {
 		RecordsLocal:   local,
 		RecordsPeer:    peer,
 		RecordsFlooded: flooded,
+		SyncLines:      syncLines,
+		SyncRefused:    syncRefused,
 		LinksUp:        links,
 		LinkDrops:      c.linkDrops.Load(),
 		PeerSlow:       c.peerSlow.Load(),

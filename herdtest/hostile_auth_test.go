@@ -148,7 +148,7 @@ func TestHostileHandshakes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cc.Write("HERD 1 Hands Goloman " + nonceD + "\n")
+			cc.Write("HERD 2 Hands Goloman " + nonceD + "\n")
 			ok, err := cc.ReadLine()
 			f := strings.Fields(ok)
 			if err != nil || len(f) != 4 || f[0] != "HERD-OK" || f[1] != "Goloman" || len(f[2]) != 32 {
@@ -179,10 +179,10 @@ func TestHostileHandshakes(t *testing.T) {
 		}
 		// Hellos that name no neighbour, the wrong server or a bad nonce.
 		for _, tc := range []struct{ hello, why string }{
-			{"HERD 1 Welsh Goloman " + attackerNonce(r), "not a neighbour"},
-			{"HERD 1 Mallory Goloman " + attackerNonce(r), "not a neighbour"},
-			{"HERD 1 Hands Wilkes " + attackerNonce(r), `hello is for "Wilkes"`},
-			{"HERD 1 Hands Goloman 1234", "malformed nonce"},
+			{"HERD 2 Welsh Goloman " + attackerNonce(r), "not a neighbour"},
+			{"HERD 2 Mallory Goloman " + attackerNonce(r), "not a neighbour"},
+			{"HERD 2 Hands Wilkes " + attackerNonce(r), `hello is for "Wilkes"`},
+			{"HERD 2 Hands Goloman 1234", "malformed nonce"},
 			{"HERD 2 Hands Goloman " + attackerNonce(r), "malformed hello"},
 			{"HERD", "malformed hello"},
 		} {
@@ -198,7 +198,7 @@ func TestHostileHandshakes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cc.Write("HERD 1 Hands Goloman " + nonceD + "\n")
+			cc.Write("HERD 2 Hands Goloman " + nonceD + "\n")
 			ok, _ := cc.ReadLine()
 			f := strings.Fields(ok)
 			if len(f) == 4 {
@@ -215,7 +215,7 @@ func TestHostileHandshakes(t *testing.T) {
 		dialed, accepted := transcript(t, trace.Bytes(), "Goloman->Hands#1")
 		dl := strings.SplitAfter(dialed, "\n")
 		al := strings.SplitAfter(accepted, "\n")
-		if len(dl) < 2 || len(al) < 2 || !strings.HasPrefix(dl[0], "HERD 1 Goloman Hands ") || !strings.HasPrefix(dl[1], "HERD-AUTH ") || !strings.HasPrefix(al[0], "HERD-OK Hands ") {
+		if len(dl) < 2 || len(al) < 2 || !strings.HasPrefix(dl[0], "HERD 2 Goloman Hands ") || !strings.HasPrefix(dl[1], "HERD-AUTH ") || !strings.HasPrefix(al[0], "HERD-OK Hands ") {
 			t.Fatalf("recorded handshake: dialer %q, acceptor %q", dialed, accepted)
 		}
 		recordedNonceA := strings.Fields(al[0])[2]
@@ -275,7 +275,7 @@ func TestHostileHandshakes(t *testing.T) {
 		}
 		{
 			f0 := fails("Goloman")
-			got := attempt("Goloman", "HERD 1 Hands Goloman "+attackerNonce(r)+"\n"+forgeries[1]+"\n"+forgeries[0]+"\n")
+			got := attempt("Goloman", "HERD 2 Hands Goloman "+attackerNonce(r)+"\n"+forgeries[1]+"\n"+forgeries[0]+"\n")
 			_, rest, _ := strings.Cut(got, "\n")
 			refused("(d) record instead of HERD-AUTH", "Goloman", f0, rest, "? "+forgeries[1]+"\n", "authentication failed")
 		}
@@ -506,7 +506,7 @@ func TestFirstLineTimeout(t *testing.T) {
 		cfg.HandshakeTimeout = handshake
 	}}
 	Run(t, opts, func(t *testing.T, c *Cluster) {
-		for _, first := range []string{"", "HERD 1 B A ", "IAMAT kiwi"} {
+		for _, first := range []string{"", "HERD 2 B A ", "IAMAT kiwi"} {
 			cc, err := c.Connect("x", "A")
 			if err != nil {
 				t.Fatal(err)
@@ -567,7 +567,7 @@ func TestHostileRawPeerNeverReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		nonceD := attackerNonce(r)
-		cc.Write("HERD 1 Zed Goloman " + nonceD + "\n")
+		cc.Write("HERD 2 Zed Goloman " + nonceD + "\n")
 		ok, _ := cc.ReadLine()
 		f := strings.Fields(ok)
 		if len(f) != 4 {

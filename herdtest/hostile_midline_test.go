@@ -107,7 +107,7 @@ func TestTornLineAtEOF(t *testing.T) {
 			t.Fatal(err)
 		}
 		nonceD := strings.Repeat("ab", 16)
-		cc.Write("HERD 1 Hands Goloman " + nonceD + "\n")
+		cc.Write("HERD 2 Hands Goloman " + nonceD + "\n")
 		ok, _ := cc.ReadLine()
 		f := strings.Fields(ok)
 		if len(f) != 4 {

@@ -1,0 +1,113 @@
+package herd
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// linkPair starts B (the acceptor) after fillB, then A (the dialer) after
+// fillA, and waits until their tables are the same. It returns both.
+func linkPair(t *testing.T, fillA, fillB func(n *Node)) (a, b *Node) {
+	t.Helper()
+	cfgB := Config{Name: "B", Addr: "127.0.0.1:0", Peers: []Peer{{Name: "A", Addr: "127.0.0.1:1"}}}
+	b, err := New(cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillB(b)
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	a, err = New(Config{Name: "A", Addr: "127.0.0.1:0", Peers: []Peer{{Name: "B", Addr: b.Addr().String()}},
+		RedialMin: 5 * time.Millisecond, RedialMax: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillA(a)
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		cha, chb := a.Changed(), b.Changed()
+		ra, rb := a.Records(), b.Records()
+		if cmp.Equal(ra, rb) {
+			break
+		}
+		select {
+		case <-cha:
+		case <-chb:
+		case <-deadline.C:
+			t.Fatalf("tables differ after 20s: A %d records, B %d", len(ra), len(rb))
+		}
+	}
+	return a, b
+}
+
+func offerClients(t *testing.T, n *Node, from, to, sec int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, res := n.offer(testRec(t, fmt.Sprintf("c%06d", i), sec), ""); res != offerChanged {
+			t.Fatalf("offer c%06d: %v", i, res)
+		}
+	}
+}
+
+// TestLinkUpSendsTheDifference: two tables that mostly agree exchange
+// only the records that differ, both ways, and end identical.
+func TestLinkUpSendsTheDifference(t *testing.T) {
+	const common = 5000
+	a, b := linkPair(t,
+		func(a *Node) {
+			offerClients(t, a, 0, common, 1)
+			offerClients(t, a, 10000, 10040, 1) // only A has these
+			offerClients(t, a, 100, 130, 3)     // A's are newer
+		},
+		func(b *Node) {
+			offerClients(t, b, 0, common, 1)
+			offerClients(t, b, 0, 50, 2)        // B's are newer
+			offerClients(t, b, 20000, 20060, 1) // only B has these
+		})
+	if got := len(a.Records()); got != common+40+60 {
+		t.Fatalf("A holds %d clients", got)
+	}
+	if r, _ := a.Lookup("c000010"); r.Sec != 2 {
+		t.Fatalf("A kept %q", r.Line)
+	}
+	if r, _ := b.Lookup("c000110"); r.Sec != 3 {
+		t.Fatalf("B kept %q", r.Line)
+	}
+	// Records sent: at most the differing ones, each at most twice (a
+	// WANT may cross a newer record), never the whole table.
+	sa, sb := a.Stats(), b.Stats()
+	sent := sa.RecordsFlooded - sa.RecordsLocal*0 + sb.RecordsFlooded
+	if differing := uint64(40 + 30 + 50 + 60); sent > 3*differing {
+		t.Fatalf("link-up queued %d records for %d differing clients (A %+v, B %+v)", sent, differing, sa, sb)
+	}
+}
+
+// TestLinkUpFillsAnEmptyTable: an empty server gets the whole table.
+func TestLinkUpFillsAnEmptyTable(t *testing.T) {
+	for _, emptyIsDialer := range []bool{true, false} {
+		t.Run(fmt.Sprint("emptyIsDialer=", emptyIsDialer), func(t *testing.T) {
+			fill := func(n *Node) { offerClients(t, n, 0, 3000, 1) }
+			none := func(*Node) {}
+			var a *Node
+			if emptyIsDialer {
+				a, _ = linkPair(t, none, fill)
+			} else {
+				a, _ = linkPair(t, fill, none)
+			}
+			if got := len(a.Records()); got != 3000 {
+				t.Fatalf("%d records", got)
+			}
+		})
+	}
+}

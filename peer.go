@@ -114,8 +114,11 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	defer stop()
 	var f fieldList
 	nf := splitFields(hello, &f)
-	if nf != 5 || string(f[1]) != protoVer {
+	if nf != 5 {
 		return s.refuse("", hello, "malformed hello")
+	}
+	if string(f[1]) != protoVer {
+		return s.refuse(string(f[2]), hello, fmt.Sprintf("protocol version %s is not supported (this is %s)", f[1], protoVer))
 	}
 	dialer, acceptor, nonceD := string(f[2]), string(f[3]), string(f[4])
 	switch {

@@ -20,10 +20,10 @@ import (
 
 // handshakeMAC computes a handshake MAC as PROTOCOL.md section 5 and
 // herd's peer.go describe it, independently of herd: hex HMAC-SHA256
-// under secret of "herd/1 <role>\n<dialer>\n<acceptor>\n<nonceD>\n<nonceA>".
+// under secret of "herd/2 <role>\n<dialer>\n<acceptor>\n<nonceD>\n<nonceA>".
 func handshakeMAC(secret []byte, role, dialer, acceptor, nonceD, nonceA string) string {
 	h := hmac.New(sha256.New, secret)
-	fmt.Fprintf(h, "herd/1 %s\n%s\n%s\n%s\n%s", role, dialer, acceptor, nonceD, nonceA)
+	fmt.Fprintf(h, "herd/2 %s\n%s\n%s\n%s\n%s", role, dialer, acceptor, nonceD, nonceA)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -183,7 +183,8 @@ func TestHostileHandshakes(t *testing.T) {
 			{"HERD 2 Mallory Goloman " + attackerNonce(r), "not a neighbour"},
 			{"HERD 2 Hands Wilkes " + attackerNonce(r), `hello is for "Wilkes"`},
 			{"HERD 2 Hands Goloman 1234", "malformed nonce"},
-			{"HERD 2 Hands Goloman " + attackerNonce(r), "malformed hello"},
+			{"HERD 1 Hands Goloman " + attackerNonce(r), "protocol version 1 is not supported (this is 2)"},
+			{"HERD 3 Hands Goloman " + attackerNonce(r), "protocol version 3 is not supported (this is 2)"},
 			{"HERD", "malformed hello"},
 		} {
 			f0 := fails("Goloman")

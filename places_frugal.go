@@ -60,9 +60,9 @@ var (
 // default documented on it.
 type FrugalOptions struct {
 	// TTL is how long a successful answer (status OK or ZERO_RESULTS, or
-	// a Places API (New) document) is reused for the same query, on the
-	// Clock. Zero means DefaultPlacesCacheTTL (5m); negative turns the
-	// cache off.
+	// an untranslated Places API (New) document) is reused for the same
+	// query, on the Clock. Zero means DefaultPlacesCacheTTL (5m);
+	// negative turns the cache off.
 	TTL time.Duration
 	// MaxEntries bounds the cache; the least recently used answer is
 	// dropped first. Zero means DefaultPlacesCacheEntries (1024);

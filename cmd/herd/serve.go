@@ -38,7 +38,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	preset := fs.String("preset", "", "run a built-in herd instead of a config file: `YEAR` ("+strings.Join(presetNames(), ", ")+")")
 	port := fs.Int("port", DefaultPort, "with -preset: the first server's `port`")
 	host := fs.String("host", "127.0.0.1", "with -preset: the `host` every server listens on")
-	placesKind := fs.String("places", "", "with -preset: Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesKind := fs.String("places", "", "with -preset: Places provider `kind`: new, new-raw (untranslated Places API (New) documents), legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
 	placesURL := fs.String("places-url", "", "with -preset: Google base `URL` instead of Google's own (for local fakes; needs a key, any will do)")
 	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret")
 	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs := flag.NewFlagSet("fivenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", DefaultPort, "first `port`: Goloman, Hands, Holiday, Welsh, Wilkes get port to port+4; 0 picks five free ports")
-	placesKind := fs.String("places", "", "Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesKind := fs.String("places", "", "Places provider `kind`: new, new-raw (untranslated Places API (New) documents), legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
 	placesURL := fs.String("places-url", "", "Google base `URL` instead of Google's own, e.g. a local fake (needs a key; any will do)")
 	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: warnings to stderr)")
 	fs.Usage = func() {

@@ -105,7 +105,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"-port", "65533"}, "fivenode: -port 65533: want 0, or 1 to 65531\n"},
 		{[]string{"extra"}, "fivenode: unexpected arguments [\"extra\"]\n"},
-		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"offline\" or empty (auto)\n"},
+		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"new-raw\", \"offline\" or empty (auto)\n"},
 		{[]string{"-places-url", "http://127.0.0.1:1"}, "fivenode: -places-url: only Google kinds use it, and kind is \"offline\" because Key is empty\n"},
 	} {
 		var stdout, stderr bytes.Buffer

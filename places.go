@@ -3,15 +3,18 @@ package herd
 // places.go: the WHATSAT side of a node. nearby performs one provider
 // lookup under the node's Clock; whatsatJSON turns the provider's document
 // into the reply body (results cut to the bound, newline rules) by editing
-// its bytes, never re-marshalling; GoogleLegacy is the client for the
+// its bytes, never re-marshalling, and providerErrorJSON turns a failure
+// into a legacy error document; GoogleLegacy is the client for the
 // legacy Google Nearby Search. The unexported HTTP helpers at the end
 // (endpointURL, fetchJSON, readBounded, snippet) and HTTPError are shared
 // with the other HTTP providers.
 //
 // The other providers live beside it: places_new.go (GoogleNew, the Places
-// API (New)), places_offline.go (Catalogue, offline), places_frugal.go
+// API (New)) and places_new_translate.go (its answers in the legacy
+// shape), places_offline.go (Catalogue, offline), places_frugal.go
 // (Frugal: merging, cache, limits, retries) and places_select.go
-// (PlacesConfig and NewPlaces, which choose and wrap them).
+// (PlacesConfig and NewPlaces, which choose and wrap them);
+// places_legacy.go writes the legacy documents for all of them.
 
 import (
 	"bytes"

@@ -546,3 +546,29 @@ func TestGoogleNewWhatsatEndToEnd(t *testing.T) {
 		t.Errorf("stats %+v, want one cache hit", s)
 	}
 }
+
+// BenchmarkTranslateNew translates a 20-place answer with every field the
+// translation reads, the most a searchNearby answer holds; a Frugal pays
+// it once per provider call, never on a cache hit.
+func BenchmarkTranslateNew(b *testing.B) {
+	var in refNewDoc
+	var full map[string][]json.RawMessage
+	if err := json.Unmarshal(placesFixture(b, "translate/in/full.json"), &full); err != nil {
+		b.Fatal(err)
+	}
+	places := make([]json.RawMessage, 20)
+	for i := range places {
+		places[i] = full["places"][i%len(full["places"])]
+	}
+	raw, err := json.Marshal(map[string]any{"places": places})
+	if err != nil || json.Unmarshal(raw, &in) != nil || len(in.Places) != 20 {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := translateNew(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

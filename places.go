@@ -38,17 +38,24 @@ var emptyJSON = slices.Clip([]byte("{\n   \"html_attributions\" : [],\n   \"resu
 // errorJSON returns the UNKNOWN_ERROR document that replaces the provider's
 // when the provider could not be used at all, with msg as its
 // error_message. It has no trailing newline.
-func errorJSON(msg string) []byte {
+func errorJSON(msg string) []byte { return errorDoc("UNKNOWN_ERROR", msg) }
+
+// errorDoc returns a legacy Nearby Search document with the given status,
+// msg as its error_message and no results, laid out like Google's. It has
+// no trailing newline.
+func errorDoc(status, msg string) []byte {
 	var q bytes.Buffer
 	enc := json.NewEncoder(&q)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(msg) // a string always encodes; invalid UTF-8 becomes U+FFFD
 	quoted := bytes.TrimSuffix(q.Bytes(), []byte("\n"))
 
-	b := make([]byte, 0, len(quoted)+128)
+	b := make([]byte, 0, len(quoted)+len(status)+128)
 	b = append(b, "{\n   \"error_message\" : "...)
 	b = append(b, quoted...)
-	b = append(b, ",\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"UNKNOWN_ERROR\"\n}"...)
+	b = append(b, ",\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \""...)
+	b = append(b, status...)
+	b = append(b, "\"\n}"...)
 	return b
 }
 

@@ -37,9 +37,9 @@ type offenceLog struct {
 }
 
 // note records one offence at now and reports whether to log a line, with
-// the number of offences the line covers (this one and those not logged
-// since the last line).
-func (o *offenceLog) note(what, source string, now time.Time) (uint64, bool) {
+// the source to name in it and the number of offences the line covers
+// (this one and those not logged since the last line).
+func (o *offenceLog) note(what, source string, now time.Time) (string, uint64, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.m == nil {
@@ -62,12 +62,12 @@ func (o *offenceLog) note(what, source string, now time.Time) (uint64, bool) {
 	}
 	c.count++
 	if now.Before(c.next) {
-		return 0, false
+		return key.source, 0, false
 	}
 	n := c.count
 	c.count = 0
 	c.next = now.Add(offenceEvery)
-	return n, true
+	return key.source, n, true
 }
 
 // forget drops the sources whose last line is more than offenceEvery old
@@ -84,7 +84,7 @@ func (o *offenceLog) forget(now time.Time) {
 // with attrs, at most once per source per minute; the line carries the
 // number of offences it covers.
 func (n *Node) offence(what, source string, attrs ...slog.Attr) {
-	count, ok := n.offences.note(what, source, n.clock.Now())
+	source, count, ok := n.offences.note(what, source, n.clock.Now())
 	if !ok {
 		return
 	}

@@ -167,7 +167,8 @@ func jsonError(data []byte, err error) error {
 		// Offset counts the offending byte.
 		return fmt.Errorf("%s: %s", position(data, se.Offset-1), strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
-		field := te.Field
+		// Fields of the embedded herd.PlacesLimits are top-level keys.
+		field := strings.TrimPrefix(te.Field, "PlacesLimits.")
 		if field == "" {
 			field = "the config"
 		}
@@ -191,6 +192,8 @@ func jsonKind(t reflect.Type) string {
 		return "true or false"
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
 	case reflect.Slice, reflect.Array:
 		return "an array"
 	case reflect.Struct, reflect.Map, reflect.Pointer:

@@ -7,7 +7,8 @@
 // [Node.Start] or [Node.Run]. Clients speak the line protocol of PROTOCOL.md
 // (IAMAT, WHATSAT, AT and the "? " reply); peers speak it too, on the same
 // port, after a handshake that names both sides and, with [Config.Secret],
-// authenticates them with HMAC-SHA256.
+// authenticates them with HMAC-SHA256; without a secret a node links over
+// loopback only (protected mode, see [Config.InsecurePeers]).
 //
 // Everything a node touches outside its own memory goes through three small
 // interfaces: [Transport] (listen and dial byte streams), [Clock] (the only

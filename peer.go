@@ -11,7 +11,9 @@ package herd
 // where mac(role) is hex HMAC-SHA256 under Config.Secret of the role, both
 // names and both nonces. Fresh nonces on both sides mean a recorded
 // handshake cannot be replayed, and the role in the MAC means one side's
-// answer cannot be reflected back as the other's. A refusal is "? " and the
+// answer cannot be reflected back as the other's. Without a secret the
+// empty key proves nothing: protect.go limits such links to loopback and
+// keeps them from replacing live ones. A refusal is "? " and the
 // offending line, then close. After the handshake each side sends its whole
 // table, then every record that changes its table, as AT lines.
 

@@ -7,6 +7,8 @@ import (
 	"expvar"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +123,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return configError(e, err)
 		}
 		defer places.Close() // after the node has closed
+		if err := checkProtected(cfg, *configPath == ""); err != nil {
+			return configError(e, err)
+		}
 		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
 
 		levelText := fc.LogLevel
@@ -186,6 +191,32 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		return serveNode(ctx, e, node, cfg, notices, m)
 	}
+}
+
+// checkProtected refuses, before anything listens, a listen address
+// beyond loopback for a server without a peer secret, naming the flags
+// or keys that fix it. The node refuses it too (protected mode), but only
+// once it has bound the address, and in herd.Config's terms. Host names
+// other than localhost are left to the node, which sees what they
+// resolve to.
+func checkProtected(cfg herd.Config, preset bool) error {
+	if len(cfg.Secret) > 0 || cfg.InsecurePeers {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil || host == "localhost" {
+		return nil
+	}
+	if host != "" {
+		if ip, err := netip.ParseAddr(host); err != nil || ip.Unmap().IsLoopback() {
+			return nil
+		}
+	}
+	how := "set one with -secret-env VAR, or -insecure-peers to accept unauthenticated peers anyway"
+	if !preset {
+		how = "set secret_env in the config file, or insecure_peers to accept unauthenticated peers anyway"
+	}
+	return fmt.Errorf("%s: listen address %s is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); %s", cfg.Name, cfg.Addr, how)
 }
 
 // placesLimitFlagNames are the flags placesLimitFlags declares.

@@ -491,7 +491,8 @@ func BenchmarkSession(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/pipeline=%d", tc.name, pipeline), func(b *testing.B) {
 				// A deep queue, so that the drainers, which share the
 				// machine's cores with the session, never fall behind.
-				n := benchNewNode(b, Config{Places: places, PeerQueue: 1 << 20})
+				// No Places limits: the figure is the provider path's.
+				n := benchNewNode(b, Config{Places: places, PeerQueue: 1 << 20, PlacesLimits: noPlacesLimits})
 				var bl *benchLinks
 				if tc.links > 0 {
 					bl = benchFakeLinks(n, true, "Hands", "Holiday", "Wilkes")

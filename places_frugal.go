@@ -299,6 +299,23 @@ func (f *Frugal) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	}
 }
 
+// Cached returns a copy of the cached answer to q, if the cache holds a
+// live one, without calling the provider or waiting; it makes Frugal a
+// [PlacesCache], so that a node answers a rate-limited WHATSAT from the
+// cache when it can. It does not count as a lookup in [FrugalStats].
+func (f *Frugal) Cached(q NearbyQuery) ([]byte, bool) {
+	if f.shut.Load() {
+		return nil, false
+	}
+	doc, ok := f.cacheGet(frugalKey(q))
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(doc), true
+}
+
+var _ PlacesCache = (*Frugal)(nil)
+
 // lookup is the merged lookup for key: it runs once for all the callers
 // that ask for key while it runs, on a goroutine of its own, under a
 // context of its own bounded by the Timeout.

@@ -493,9 +493,8 @@ func BenchmarkSession(b *testing.B) {
 	} {
 		for _, pipeline := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/pipeline=%d", tc.name, pipeline), func(b *testing.B) {
-				// A deep queue, so that the drainers, which share the
-				// machine's cores with the session, never fall behind.
-				n := benchNewNode(b, Config{Places: places})
+				// No Places limits: the figure is the provider path's.
+				n := benchNewNode(b, Config{Places: places, PlacesLimits: noPlacesLimits})
 				var bl *benchLinks
 				if tc.links > 0 {
 					bl = benchFakeLinks(n, true, "Hands", "Holiday", "Wilkes")

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // session is one accepted connection while it serves a client.
@@ -30,6 +32,12 @@ type session struct {
 	// Commands answered since the last flush, added to the node's
 	// counters at the next flush: one atomic add per batch, not per line.
 	iamats, whatsats, invalids uint64
+	// placesLim limits the connection's provider calls (see
+	// placesGate.admit); nil until its first one. src is where the
+	// connection comes from, once sourceSet.
+	placesLim *rate.Limiter
+	src       string
+	sourceSet bool
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -317,10 +325,13 @@ func cmdName(b []byte) string {
 
 // iamat stores the report if it is newer than the client's record and
 // answers with the record the server holds afterwards. It reports false,
-// for a "? " answer, when the report is for a new client and the table is
-// full.
+// for a "? " answer, when the report is too far in the future
+// (MaxClientAhead) or for a new client while the table is full.
 func (s *session) iamat(m *iamat) bool {
 	n := s.n
+	if s.futureIAMAT(m) {
+		return false
+	}
 	start := len(s.out)
 	out := appendAT(s.out, n.cfg.Name, s.recv, m)
 	rec := newRecord(string(out[start:]), n.cfg.Name, m)
@@ -350,14 +361,22 @@ func (s *session) whatsat(m *whatsat) bool {
 	if m.bound == 0 {
 		body = emptyJSON
 	} else {
-		// The provider may take a while: send earlier replies first.
-		if err := s.flush(); err != nil {
-			return true // the write error ends the session at the next flush
-		}
 		lat, lon, _ := parseLocation(rec.Location)
-		body = nearbyBody(n.ctx, n.clock, n.places, n.cfg.PlacesTimeout, NearbyQuery{
-			Lat: lat, Lon: lon, RadiusMeters: m.radiusMeters, MaxResults: m.bound,
-		}, n.bodies.whatsat)
+		q := NearbyQuery{Lat: lat, Lon: lon, RadiusMeters: m.radiusMeters, MaxResults: m.bound}
+		k := limitNone
+		if n.places != nil {
+			k = n.gate.admit(s, n.clock.Now())
+		}
+		if k != limitNone {
+			// Over a limit: answered at once, without the provider.
+			body = n.limitedBody(s, k, q)
+		} else {
+			// The provider may take a while: send earlier replies first.
+			if err := s.flush(); err != nil {
+				return true // the write error ends the session at the next flush
+			}
+			body = nearbyBody(n.ctx, n.clock, n.places, n.cfg.PlacesTimeout, q, n.bodies.whatsat)
+		}
 	}
 	out := append(s.out, rec.Line...)
 	out = append(out, '\n')

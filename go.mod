@@ -6,6 +6,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/hashicorp/go-multierror v1.1.1
 	golang.org/x/sync v0.22.0
+	golang.org/x/time v0.15.0
 )
 
 require github.com/hashicorp/errwrap v1.0.0 // indirect

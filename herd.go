@@ -7,7 +7,8 @@
 // [Node.Start] or [Node.Run]. Clients speak the line protocol of PROTOCOL.md
 // (IAMAT, WHATSAT, AT and the "? " reply); peers speak it too, on the same
 // port, after a handshake that names both sides and, with [Config.Secret],
-// authenticates them with HMAC-SHA256.
+// authenticates them with HMAC-SHA256; without a secret a node links over
+// loopback only (protected mode, see [Config.InsecurePeers]).
 //
 // Everything a node touches outside its own memory goes through three small
 // interfaces: [Transport] (listen and dial byte streams), [Clock] (the only
@@ -139,6 +140,11 @@ const (
 	DefaultReplyBuffer   = 64 << 10
 	DefaultStateInterval = 10 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultMaxClientAhead is the default of Config.MaxClientAhead.
+	DefaultMaxClientAhead = time.Hour
+	// DefaultPeerClockAllowance is the default of
+	// Config.PeerClockAllowance.
+	DefaultPeerClockAllowance = 5 * time.Minute
 )
 
 // Config describes one node. The zero value of every optional field means
@@ -156,8 +162,19 @@ type Config struct {
 	Peers []Peer
 	// Secret, when set, authenticates every peer link with HMAC-SHA256
 	// over fresh nonces from both sides and both names. Without it peers
-	// are identified by name only.
+	// are identified by name only, so the node runs in protected mode
+	// (see InsecurePeers), and a link never replaces a live link to the
+	// same neighbour from anywhere but loopback.
 	Secret []byte
+	// InsecurePeers turns protected mode off. In protected mode (no
+	// Secret, InsecurePeers false) a node refuses to start on a listen
+	// address that is not loopback (127.0.0.0/8, ::1), and refuses peer
+	// links to and from addresses that are not loopback, since without
+	// a secret anyone who reaches the port can pose as a neighbour.
+	// Transports whose addresses are not IP addresses (a simulated
+	// network) are outside its reach. With InsecurePeers and no Secret
+	// the node logs a warning at every start.
+	InsecurePeers bool
 	// RequirePeerCert refuses a peer link unless it runs over TLS (see
 	// package transport) and the other side presented a verified
 	// certificate that names the peer (DNS SAN or common name). With a
@@ -234,6 +251,26 @@ type Config struct {
 	// ShutdownGrace bounds how long Close lets client sessions finish
 	// the replies to commands they have read (default 5s).
 	ShutdownGrace time.Duration
+
+	// MaxClientAhead bounds how far an IAMAT's client time may be ahead
+	// of the server's receive time (default 1h, generous to phones whose
+	// clocks drift). A report further ahead gets "? ", changes nothing
+	// and is counted in Stats.FutureRefused: without the bound, one
+	// report from the far future would freeze the client's record, since
+	// every later real report is older. Negative turns the check off.
+	MaxClientAhead time.Duration
+	// PeerClockAllowance is how far a neighbour's clock may run ahead of
+	// this node's (default 5m). A peer record whose client time is more
+	// than MaxClientAhead plus PeerClockAllowance ahead of this node's
+	// clock is dropped, logged and counted in Stats.FutureDropped, so one
+	// misconfigured server cannot freeze records herd-wide either. It
+	// has no effect when MaxClientAhead is negative.
+	PeerClockAllowance time.Duration
+	// PlacesLimits bounds the provider calls that WHATSAT makes, per
+	// client connection, per source address and per server. Its zero
+	// value means the defaults documented on it, which never bother a
+	// client asking a few times a second.
+	PlacesLimits PlacesLimits
 }
 
 // Errors returned by the API. Configuration errors wrap ErrInvalidConfig;
@@ -309,13 +346,17 @@ func (c *Config) validate() error {
 		field string
 		v     time.Duration
 	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout},
-		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}, {"ShutdownGrace", c.ShutdownGrace}} {
+		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}, {"ShutdownGrace", c.ShutdownGrace},
+		{"PeerClockAllowance", c.PeerClockAllowance}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
 		}
 	}
 	if c.RedialMin > 0 && c.RedialMax > 0 && c.RedialMax < c.RedialMin {
 		bad("RedialMax", "%v is below RedialMin %v", c.RedialMax, c.RedialMin)
+	}
+	for _, e := range c.PlacesLimits.check() {
+		bad("PlacesLimits."+e.field, "%s", e.msg)
 	}
 	return errs.ErrorOrNil()
 }
@@ -341,6 +382,9 @@ func (c Config) withDefaults() Config {
 	c.ReplyBuffer = cmp.Or(c.ReplyBuffer, DefaultReplyBuffer)
 	c.StateInterval = cmp.Or(c.StateInterval, DefaultStateInterval)
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, DefaultShutdownGrace)
+	c.MaxClientAhead = cmp.Or(c.MaxClientAhead, DefaultMaxClientAhead)
+	c.PeerClockAllowance = cmp.Or(c.PeerClockAllowance, DefaultPeerClockAllowance)
+	c.PlacesLimits = c.PlacesLimits.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -54,7 +54,10 @@ type Node struct {
 
 	places PlacesClient // Config.Places, counted; nil if none
 	bodies bodyMemo     // WHATSAT bodies of recent provider documents
+	gate   *placesGate  // limits on provider calls
 	stats  counters
+	// offences rate-limits the log lines about misbehaving sources.
+	offences offenceLog
 	// version counts table changes (under mu); savedVersion is the one
 	// the state file holds (under saveMu).
 	version      uint64
@@ -83,6 +86,7 @@ func New(cfg Config) (*Node, error) {
 		changed:   make(chan struct{}),
 		conns:     make(map[net.Conn]*connState),
 		fatal:     make(chan error, 1),
+		gate:      newPlacesGate(cfg.PlacesLimits),
 	}
 	if n.clock == nil {
 		n.clock = systemClock{}
@@ -132,6 +136,10 @@ func (n *Node) Start(ctx context.Context) error {
 	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("herd: %s: listen on %s: %w", n.cfg.Name, n.cfg.Addr, err)
+	}
+	if err := n.checkListen(ln.Addr()); err != nil {
+		ln.Close()
+		return err
 	}
 	n.started = true
 	n.ln = ln

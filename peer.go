@@ -11,7 +11,9 @@ package herd
 // where mac(role) is hex HMAC-SHA256 under Config.Secret of the role, both
 // names and both nonces. Fresh nonces on both sides mean a recorded
 // handshake cannot be replayed, and the role in the MAC means one side's
-// answer cannot be reflected back as the other's. A refusal is "? " and the
+// answer cannot be reflected back as the other's. Without a secret the
+// empty key proves nothing: protect.go limits such links to loopback and
+// keeps them from replacing live ones. A refusal is "? " and the
 // offending line, then close. After the handshake each side sends its whole
 // table, then every record that changes its table, as AT lines.
 
@@ -121,6 +123,9 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 		return s.refuse(string(f[2]), hello, fmt.Sprintf("protocol version %s is not supported (this is %s)", f[1], protoVer))
 	}
 	dialer, acceptor, nonceD := string(f[2]), string(f[3]), string(f[4])
+	if why := n.protectedRefusal(s); why != "" {
+		return s.refusePeer(dialer, hello, why)
+	}
 	switch {
 	case acceptor != n.cfg.Name:
 		return s.refuse(dialer, hello, fmt.Sprintf("hello is for %q, this is %q", acceptor, n.cfg.Name))
@@ -150,6 +155,9 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 	want := handshakeMAC(n.cfg.Secret, "dial", dialer, acceptor, nonceD, nonceA)
 	if nf != 2 || string(f[0]) != "HERD-AUTH" || !hmac.Equal(f[1], []byte(want)) {
 		return s.refuse(dialer, line, "authentication failed (wrong secret?)")
+	}
+	if why := n.replacementRefusal(s, dialer); why != "" {
+		return s.refusePeer(dialer, line, why)
 	}
 	if err := s.send("HERD-WELCOME"); err != nil {
 		return "handshake: " + err.Error()
@@ -186,6 +194,10 @@ var errRefused = errors.New("refused")
 // until it drops. It reports whether the link came up.
 func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 	s.lr.dropPartial = true
+	if why := n.protectedRefusal(s); why != "" {
+		n.stats.peersRefused.Add(1)
+		return false, fmt.Errorf("%w: %s", errRefused, why)
+	}
 	stop := n.handshakeTimer(s)
 	defer stop()
 	nonceD := nonce(rng)
@@ -513,6 +525,9 @@ func (n *Node) linkReader(l *link) string {
 			continue
 		}
 		l.received.Add(1)
+		if n.futurePeerRecord(s, l.peer, &rec) {
+			continue
+		}
 		n.offer(rec, l.peer)
 	}
 }

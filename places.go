@@ -3,15 +3,18 @@ package herd
 // places.go: the WHATSAT side of a node. nearby performs one provider
 // lookup under the node's Clock; whatsatJSON turns the provider's document
 // into the reply body (results cut to the bound, newline rules) by editing
-// its bytes, never re-marshalling; GoogleLegacy is the client for the
+// its bytes, never re-marshalling, and providerErrorJSON turns a failure
+// into a legacy error document; GoogleLegacy is the client for the
 // legacy Google Nearby Search. The unexported HTTP helpers at the end
 // (endpointURL, fetchJSON, readBounded, snippet) and HTTPError are shared
 // with the other HTTP providers.
 //
 // The other providers live beside it: places_new.go (GoogleNew, the Places
-// API (New)), places_offline.go (Catalogue, offline), places_frugal.go
+// API (New)) and places_new_translate.go (its answers in the legacy
+// shape), places_offline.go (Catalogue, offline), places_frugal.go
 // (Frugal: merging, cache, limits, retries) and places_select.go
-// (PlacesConfig and NewPlaces, which choose and wrap them).
+// (PlacesConfig and NewPlaces, which choose and wrap them);
+// places_legacy.go writes the legacy documents for all of them.
 
 import (
 	"bytes"
@@ -37,24 +40,43 @@ var emptyJSON = slices.Clip([]byte("{\n   \"html_attributions\" : [],\n   \"resu
 
 // errorJSON returns the UNKNOWN_ERROR document that replaces the provider's
 // when the provider could not be used at all, with msg as its
-// error_message. It has no trailing newline.
+// error_message ("places provider: unknown error" when msg is empty). It
+// has no trailing newline.
 func errorJSON(msg string) []byte {
-	var q bytes.Buffer
-	enc := json.NewEncoder(&q)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(msg) // a string always encodes; invalid UTF-8 becomes U+FFFD
-	quoted := bytes.TrimSuffix(q.Bytes(), []byte("\n"))
+	if msg == "" {
+		msg = "places provider: unknown error"
+	}
+	return legacyErrorJSON("UNKNOWN_ERROR", msg)
+}
 
-	b := make([]byte, 0, len(quoted)+128)
-	b = append(b, "{\n   \"error_message\" : "...)
-	b = append(b, quoted...)
-	b = append(b, ",\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"UNKNOWN_ERROR\"\n}"...)
-	return b
+// providerErrorJSON returns the WHATSAT body for a provider that failed
+// with err. When err wraps an [*HTTPError] (the API answered outside 2xx),
+// the body has the legacy status Google's legacy API gives for the same
+// trouble, and the API's own message as its error_message (see
+// [HTTPError.Message]): 400 is INVALID_REQUEST, 403 REQUEST_DENIED, 429
+// OVER_QUERY_LIMIT, any other status UNKNOWN_ERROR. Other errors
+// (transport failures, bodies that are not JSON, timeouts) become
+// UNKNOWN_ERROR with err's text, as errorJSON writes it.
+func providerErrorJSON(err error) []byte {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return errorJSON(err.Error())
+	}
+	status := "UNKNOWN_ERROR"
+	switch he.StatusCode {
+	case http.StatusBadRequest:
+		status = "INVALID_REQUEST"
+	case http.StatusForbidden:
+		status = "REQUEST_DENIED"
+	case http.StatusTooManyRequests:
+		status = "OVER_QUERY_LIMIT"
+	}
+	return legacyErrorJSON(status, he.Message())
 }
 
 // nearby performs the provider lookup for one WHATSAT and returns the reply
 // body, without the final "\n\n" (the caller appends it). It always returns
-// a document: provider failures become errorJSON documents.
+// a document: provider failures become providerErrorJSON documents.
 //
 // The caller is a client connection's goroutine; nearby blocks until p
 // answers, ctx is done, or timeout has passed on clock (clock must not be
@@ -89,7 +111,7 @@ func nearbyBody(ctx context.Context, clock Clock, p PlacesClient, timeout time.D
 		if timedOut.Load() {
 			return errorJSON(fmt.Sprintf("places provider: timeout after %v", timeout))
 		}
-		return errorJSON(err.Error())
+		return providerErrorJSON(err)
 	}
 	b := body(raw, q.MaxResults)
 	if b == nil {
@@ -321,7 +343,7 @@ func (g GoogleLegacy) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error)
 	}
 	body, err := fetchJSON(g.HTTP, req)
 	if err != nil {
-		return nil, fmt.Errorf("herd: google places: %w", err)
+		return nil, hideKey(fmt.Errorf("herd: google places: %w", err), g.Key)
 	}
 	return body, nil
 }
@@ -429,7 +451,10 @@ const maxErrorBody = 8 << 10
 
 // HTTPError is the error a Google provider ([GoogleLegacy], [GoogleNew])
 // wraps when the API answers with a status outside 2xx. Use errors.As to
-// get it: [Frugal] retries 5xx statuses and never retries the others.
+// get it: [Frugal] retries 5xx statuses and never retries the others, and
+// the WHATSAT reply keeps the legacy shape with the legacy status that
+// matches (400 INVALID_REQUEST, 403 REQUEST_DENIED, 429 OVER_QUERY_LIMIT,
+// others UNKNOWN_ERROR) and [HTTPError.Message] as its error_message.
 // A custom [PlacesClient] may wrap an HTTPError too, to get the same
 // treatment.
 type HTTPError struct {
@@ -443,22 +468,15 @@ type HTTPError struct {
 	Body string
 }
 
-// Error describes the response in one line (nearby puts it in the
-// WHATSAT reply's error_message): "HTTP 403 PERMISSION_DENIED:
-// <message>" when Body is Google's error document
+// Error describes the response in one line for logs and errors: "HTTP
+// 403 PERMISSION_DENIED: <message>" when Body is Google's error document
 // ({"error":{"code","message","status"}}), otherwise "HTTP 403 Forbidden"
 // followed by the start of the body with its white space folded.
 func (e *HTTPError) Error() string {
-	var doc struct {
-		Error *struct {
-			Message string `json:"message"`
-			Status  string `json:"status"`
-		} `json:"error"`
-	}
-	if json.Unmarshal([]byte(e.Body), &doc) == nil && doc.Error != nil && doc.Error.Status != "" {
-		s := fmt.Sprintf("HTTP %d %s", e.StatusCode, doc.Error.Status)
-		if m := snippet([]byte(doc.Error.Message), 400); m != "" {
-			s += ": " + m
+	if status, msg, ok := e.googleError(); ok {
+		s := fmt.Sprintf("HTTP %d %s", e.StatusCode, status)
+		if msg != "" {
+			s += ": " + msg
 		}
 		return s
 	}
@@ -472,6 +490,69 @@ func (e *HTTPError) Error() string {
 	}
 	return s
 }
+
+// Message is what a WHATSAT reply's error_message says about the
+// response: Google's own message when Body is Google's error document and
+// has one ("Quota exceeded for quota metric 'SearchNearby requests'."),
+// otherwise the Error text ("HTTP 502 Bad Gateway: ..."). Neither names
+// the request's URL.
+func (e *HTTPError) Message() string {
+	if _, msg, ok := e.googleError(); ok && msg != "" {
+		return msg
+	}
+	return e.Error()
+}
+
+// googleError returns the status and message (its white space folded, at
+// most 400 bytes) of Google's error document in Body; ok is false when
+// Body is not one, or has no status.
+func (e *HTTPError) googleError() (status, msg string, ok bool) {
+	var doc struct {
+		Error *struct {
+			Message string `json:"message"`
+			Status  string `json:"status"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(e.Body), &doc) != nil || doc.Error == nil || doc.Error.Status == "" {
+		return "", "", false
+	}
+	return doc.Error.Status, snippet([]byte(doc.Error.Message), 400), true
+}
+
+// minHiddenKey is the shortest key hideKey hides. Google's keys are 39
+// bytes; hiding a key of a few bytes (tests and fakes use "k") would
+// mangle ordinary words instead of protecting anything.
+const minHiddenKey = 8
+
+// hideKey keeps key out of a provider's error err: out of the Body of an
+// [*HTTPError] it wraps (which a proxy or a fake could echo, and which
+// WHATSAT replies quote) and out of its text. It returns err itself when
+// there is nothing to hide.
+func hideKey(err error, key string) error {
+	if err == nil || len(key) < minHiddenKey {
+		return err
+	}
+	const mark = "[key hidden]"
+	var he *HTTPError
+	if errors.As(err, &he) {
+		he.Body = strings.ReplaceAll(he.Body, key, mark)
+	}
+	if s := err.Error(); strings.Contains(s, key) {
+		return keyHidden{err, strings.ReplaceAll(s, key, mark)}
+	}
+	return err
+}
+
+// keyHidden is a provider error whose text showed the key: text is that
+// text with the key replaced. It unwraps to the original, so errors.Is,
+// errors.As and Frugal's retry rules see through it.
+type keyHidden struct {
+	error
+	text string
+}
+
+func (e keyHidden) Error() string { return e.text }
+func (e keyHidden) Unwrap() error { return e.error }
 
 // readBounded reads r to its end, failing if it holds more than limit
 // bytes (a permanentError).

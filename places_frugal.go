@@ -60,9 +60,9 @@ var (
 // default documented on it.
 type FrugalOptions struct {
 	// TTL is how long a successful answer (status OK or ZERO_RESULTS, or
-	// a Places API (New) document) is reused for the same query, on the
-	// Clock. Zero means DefaultPlacesCacheTTL (5m); negative turns the
-	// cache off.
+	// an untranslated Places API (New) document) is reused for the same
+	// query, on the Clock. Zero means DefaultPlacesCacheTTL (5m);
+	// negative turns the cache off.
 	TTL time.Duration
 	// MaxEntries bounds the cache; the least recently used answer is
 	// dropped first. Zero means DefaultPlacesCacheEntries (1024);
@@ -298,6 +298,23 @@ func (f *Frugal) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 		return nil, fmt.Errorf("herd: places: %w", ctx.Err())
 	}
 }
+
+// Cached returns a copy of the cached answer to q, if the cache holds a
+// live one, without calling the provider or waiting; it makes Frugal a
+// [PlacesCache], so that a node answers a rate-limited WHATSAT from the
+// cache when it can. It does not count as a lookup in [FrugalStats].
+func (f *Frugal) Cached(q NearbyQuery) ([]byte, bool) {
+	if f.shut.Load() {
+		return nil, false
+	}
+	doc, ok := f.cacheGet(frugalKey(q))
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(doc), true
+}
+
+var _ PlacesCache = (*Frugal)(nil)
 
 // lookup is the merged lookup for key: it runs once for all the callers
 // that ask for key while it runs, on a goroutine of its own, under a

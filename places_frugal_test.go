@@ -623,7 +623,7 @@ func TestFrugalRetriesOverHTTP(t *testing.T) {
 		f := NewFrugal(GoogleNew{BaseURL: srv.URL, Key: "k"}, provSysClock{}, opts)
 		defer f.Close()
 		body := nearby(t.Context(), provSysClock{}, f, 10*time.Second, provQuery(1000, 1))
-		if want := placesFixture(t, "whatsat/nearby_new_ok.bound1.json"); !bytes.Equal(body, want) {
+		if want := whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1); !bytes.Equal(body, want) {
 			t.Errorf("body %s", body)
 		}
 		if got := reqs(); len(got) != 3 || got[0] != got[2] {
@@ -633,13 +633,14 @@ func TestFrugalRetriesOverHTTP(t *testing.T) {
 	for _, c := range []struct {
 		status  int
 		fixture string
-	}{{400, "nearby_new_error_400.json"}, {403, "nearby_new_error_403.json"}, {429, "nearby_new_error_429.json"}} {
+		legacy  string
+	}{{400, "nearby_new_error_400.json", "INVALID_REQUEST"}, {403, "nearby_new_error_403.json", "REQUEST_DENIED"}, {429, "nearby_new_error_429.json", "OVER_QUERY_LIMIT"}} {
 		t.Run(fmt.Sprintf("new: %d is final", c.status), func(t *testing.T) {
 			srv, reqs := provNewServer(t, provServe(t, c.status, c.fixture))
 			f := NewFrugal(GoogleNew{BaseURL: srv.URL, Key: "k"}, provSysClock{}, opts)
 			defer f.Close()
 			body := nearby(t.Context(), provSysClock{}, f, 10*time.Second, provQuery(1000, 1))
-			if !strings.Contains(string(body), fmt.Sprintf(`/v1/places:searchNearby: HTTP %d `, c.status)) || !strings.Contains(string(body), `"status" : "UNKNOWN_ERROR"`) {
+			if !strings.Contains(string(body), `"status" : "`+c.legacy+`"`) || strings.Contains(string(body), srv.URL) {
 				t.Errorf("body %s", body)
 			}
 			if n := len(reqs()); n != 1 {
@@ -662,7 +663,7 @@ func TestFrugalRetriesOverHTTP(t *testing.T) {
 		f := NewFrugal(GoogleNew{BaseURL: srv.URL, Key: "k"}, provSysClock{}, opts)
 		defer f.Close()
 		body := nearby(t.Context(), provSysClock{}, f, 10*time.Second, provQuery(1000, 1))
-		if want := placesFixture(t, "whatsat/nearby_new_ok.bound1.json"); !bytes.Equal(body, want) {
+		if want := whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1); !bytes.Equal(body, want) {
 			t.Errorf("body %s", body)
 		}
 		if got := len(reqs()); got != 2 {

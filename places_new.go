@@ -2,6 +2,8 @@ package herd
 
 // places_new.go: the client for Google's Places API (New) Nearby Search,
 // the only Nearby Search that Google keys created for new projects can use.
+// Its answers are translated into the legacy shape by
+// places_new_translate.go.
 
 import (
 	"bytes"
@@ -17,9 +19,18 @@ import (
 const DefaultGoogleNewBaseURL = "https://places.googleapis.com"
 
 // DefaultFieldMask is the X-Goog-FieldMask [GoogleNew] sends when its
-// FieldMask is empty: the place fields a WHATSAT reply shows, all of them
-// billed at Google's basic and pro Nearby Search rates.
-const DefaultFieldMask = "places.id,places.displayName,places.formattedAddress,places.location,places.types,places.rating,places.businessStatus"
+// FieldMask is empty: every field the translation into the legacy shape
+// reads that Google bills at the Nearby Search Pro rate, the lowest a
+// Nearby Search (New) request has (business_status, geometry, the icon
+// fields, name, place_id, types and vicinity of the legacy results).
+//
+// The translation also reads four fields that Google bills at the Nearby
+// Search Enterprise rate: places.rating, places.userRatingCount,
+// places.priceLevel and places.currentOpeningHours (or
+// places.regularOpeningHours). Add them to a FieldMask to get rating,
+// user_ratings_total, price_level and opening_hours.open_now in the
+// results; every request is then billed at the Enterprise rate.
+const DefaultFieldMask = "places.businessStatus,places.displayName,places.formattedAddress,places.iconBackgroundColor,places.iconMaskBaseUri,places.id,places.location,places.shortFormattedAddress,places.types"
 
 // maxNewResults is the largest maxResultCount the Places API (New)
 // accepts, and its default.
@@ -30,8 +41,12 @@ const maxNewResults = 20
 // [NewPlaces] build it (Kind "new"); the zero value of every field but Key
 // works. It is safe for concurrent use when HTTP is.
 //
-// Its answer is Google's JSON as is: an object whose "places" array WHATSAT
-// cuts to its bound, or {} when nothing is near.
+// Its answer is Google's document translated into the legacy Nearby
+// Search shape (html_attributions, results, status), laid out as Google
+// laid out the legacy documents, so that WHATSAT replies have the shape
+// the protocol promises; the translation happens here, so a [Frugal] in
+// front of it caches translated documents. With Raw set, its answer is
+// Google's document as is instead.
 type GoogleNew struct {
 	// BaseURL is the scheme and host (and optional path prefix) of the
 	// API; empty means DefaultGoogleNewBaseURL. Tests point it at a fake.
@@ -45,6 +60,12 @@ type GoogleNew struct {
 	FieldMask string
 	// HTTP sends the requests; nil means http.DefaultClient.
 	HTTP *http.Client
+	// Raw, when set, returns Google's document untouched (an object
+	// whose "places" array WHATSAT cuts to its bound, or {} when nothing
+	// is near) instead of its legacy translation. WHATSAT replies then
+	// leave the shape the protocol promises: clients written for it will
+	// not understand them.
+	Raw bool
 }
 
 // Nearby sends POST {BaseURL}/v1/places:searchNearby with the headers
@@ -56,16 +77,20 @@ type GoogleNew struct {
 // with numbers in plain decimal (a radius of 10.5871263 km is
 // 10587.1263), N being q.MaxResults capped at 20 (a MaxResults of 0 or
 // less leaves maxResultCount out, which Google reads as 20). It returns
-// the response body as is.
+// the response body translated into the legacy Nearby Search shape (see
+// [GoogleNew]), or as is when g.Raw is set.
 //
 // The node calls it from a client connection's goroutine, possibly from
 // several at once. It blocks until the response has been read or ctx is
-// done. Any HTTP 2xx response whose body is JSON is returned. Errors are
-// prefixed "herd: google places (new): " and name the request; a status
-// outside 2xx wraps an [*HTTPError] whose text keeps Google's status and
-// message ("HTTP 403 PERMISSION_DENIED: Places API (New) has not been
-// used in project ..."). A location or radius that is not a finite number
-// is an error, and no request is sent.
+// done. Any HTTP 2xx response whose body is JSON is answered. Errors are
+// prefixed "herd: google places (new): " and name the request, never the
+// key; a status outside 2xx wraps an [*HTTPError] whose text keeps
+// Google's status and message ("HTTP 403 PERMISSION_DENIED: Places API
+// (New) has not been used in project ..."), and which the WHATSAT reply
+// turns into the matching legacy status (REQUEST_DENIED here). A body
+// that does not translate (not an object, or a member of the wrong type)
+// is an error that Frugal does not retry. A location or radius that is
+// not a finite number is an error, and no request is sent.
 func (g GoogleNew) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	const prefix = "herd: google places (new): "
 	u, err := endpointURL(g.BaseURL, DefaultGoogleNewBaseURL, "/v1/places:searchNearby")
@@ -90,9 +115,16 @@ func (g GoogleNew) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	req.Header.Set("X-Goog-FieldMask", mask)
 	body, err := fetchJSON(g.HTTP, req)
 	if err != nil {
-		return nil, fmt.Errorf(prefix+"%w", err)
+		return nil, hideKey(fmt.Errorf(prefix+"%w", err), g.Key)
 	}
-	return body, nil
+	if g.Raw {
+		return body, nil
+	}
+	doc, err := translateNew(body)
+	if err != nil {
+		return nil, fmt.Errorf(prefix+"%s %s: %w", req.Method, redactURL(u), permanentError{err})
+	}
+	return doc, nil
 }
 
 // newNearbyBody returns the searchNearby request body for q; it is
@@ -115,9 +147,13 @@ func newNearbyBody(q NearbyQuery) []byte {
 }
 
 // String describes the provider for logs and demos, never with its key:
-// "Google Places API (New)", followed by " at BaseURL" when BaseURL is
-// set. Having it also keeps fmt's %v and %+v from printing the key. It
-// does not block.
+// "Google Places API (New)" ("Google Places API (New), raw documents"
+// with Raw), followed by " at BaseURL" when BaseURL is set. Having it
+// also keeps fmt's %v and %+v from printing the key. It does not block.
 func (g GoogleNew) String() string {
-	return describeGoogle("Google Places API (New)", g.BaseURL)
+	name := "Google Places API (New)"
+	if g.Raw {
+		name += ", raw documents"
+	}
+	return describeGoogle(name, g.BaseURL)
 }

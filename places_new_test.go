@@ -79,7 +79,7 @@ func TestGoogleNewRequest(t *testing.T) {
 		{"+1.5+2.25", "12.3456789012", 3, "",
 			`{"locationRestriction":{"circle":{"center":{"latitude":1.5,"longitude":2.25},"radius":12345.6789012}},"maxResultCount":3}`},
 	}
-	raw := placesFixture(t, "nearby_new_ok.json")
+	translated := placesFixture(t, "translate/out/nearby_new_ok.json")
 	srv, requests := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
 	for i, c := range cases {
 		lat, lon, ok := parseLocation(c.location)
@@ -90,17 +90,22 @@ func TestGoogleNewRequest(t *testing.T) {
 		if !ok {
 			t.Fatalf("parseRadius(%q) failed", c.radiusKm)
 		}
-		g := GoogleNew{BaseURL: srv.URL, Key: key, FieldMask: c.mask}
+		// Every other request asks for Google's document untouched.
+		raw, wantDoc := i%2 == 1, translated
+		if raw {
+			wantDoc = placesFixture(t, "nearby_new_ok.json")
+		}
+		g := GoogleNew{BaseURL: srv.URL, Key: key, FieldMask: c.mask, Raw: raw}
 		got, err := g.Nearby(t.Context(), NearbyQuery{Lat: lat, Lon: lon, RadiusMeters: m, MaxResults: c.bound})
 		if err != nil {
 			t.Fatalf("%s %s: %v", c.location, c.radiusKm, err)
 		}
-		if !bytes.Equal(got, raw) {
-			t.Errorf("%s %s: body differs from the served fixture", c.location, c.radiusKm)
+		if !bytes.Equal(got, wantDoc) {
+			t.Errorf("%s %s (Raw %v): body differs from the expected document:\n%s", c.location, c.radiusKm, raw, got)
 		}
 		mask := c.mask
 		if mask == "" {
-			mask = "places.id,places.displayName,places.formattedAddress,places.location,places.types,places.rating,places.businessStatus"
+			mask = "places.businessStatus,places.displayName,places.formattedAddress,places.iconBackgroundColor,places.iconMaskBaseUri,places.id,places.location,places.shortFormattedAddress,places.types"
 		}
 		want := provNewRequest{
 			Method: "POST", Path: "/v1/places:searchNearby", Key: key, FieldMask: mask,
@@ -121,26 +126,36 @@ func TestGoogleNewErrors(t *testing.T) {
 		handle http.HandlerFunc
 		status int    // of the *HTTPError, 0 for none
 		want   string // after "herd: google places (new): POST <base>/v1/places:searchNearby: "
+		body   string // the WHATSAT body's status and error_message; "" for UNKNOWN_ERROR with the error's text
 	}{
 		{"400", provServe(t, 400, "nearby_new_error_400.json"), 400,
-			`HTTP 400 INVALID_ARGUMENT: Invalid value at 'max_result_count' (TYPE_INT32), "50"`},
+			`HTTP 400 INVALID_ARGUMENT: Invalid value at 'max_result_count' (TYPE_INT32), "50"`,
+			`INVALID_REQUEST: Invalid value at 'max_result_count' (TYPE_INT32), "50"`},
 		{"403", provServe(t, 403, "nearby_new_error_403.json"), 403,
-			"HTTP 403 PERMISSION_DENIED: Places API (New) has not been used in project 123 before or it is disabled."},
+			"HTTP 403 PERMISSION_DENIED: Places API (New) has not been used in project 123 before or it is disabled.",
+			"REQUEST_DENIED: Places API (New) has not been used in project 123 before or it is disabled."},
 		{"429", provServe(t, 429, "nearby_new_error_429.json"), 429,
-			"HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'SearchNearby requests'."},
+			"HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'SearchNearby requests'.",
+			"OVER_QUERY_LIMIT: Quota exceeded for quota metric 'SearchNearby requests'."},
 		{"500", provServe(t, 500, "nearby_new_error_500.json"), 500,
-			"HTTP 500 INTERNAL: Internal error encountered."},
+			"HTTP 500 INTERNAL: Internal error encountered.",
+			"UNKNOWN_ERROR: Internal error encountered."},
 		{"503", provServe(t, 503, "nearby_new_error_503.json"), 503,
-			"HTTP 503 UNAVAILABLE: The service is currently unavailable."},
+			"HTTP 503 UNAVAILABLE: The service is currently unavailable.",
+			"UNKNOWN_ERROR: The service is currently unavailable."},
 		{"502 from a proxy, not Google's JSON", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "<html>bad\n gateway</html>", http.StatusBadGateway)
-		}, 502, "HTTP 502 Bad Gateway: <html>bad gateway</html>"},
+		}, 502, "HTTP 502 Bad Gateway: <html>bad gateway</html>",
+			"UNKNOWN_ERROR: HTTP 502 Bad Gateway: <html>bad gateway</html>"},
 		{"404 without body", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotFound)
-		}, 404, "HTTP 404 Not Found"},
+		}, 404, "HTTP 404 Not Found", "UNKNOWN_ERROR: HTTP 404 Not Found"},
 		{"200 not JSON", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte("<html>ok</html>"))
-		}, 0, "response is not JSON (15 bytes: <html>ok</html>)"},
+		}, 0, "response is not JSON (15 bytes: <html>ok</html>)", ""},
+		{"200 not a Places document", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"places":[{"displayName":"flat"}]}`))
+		}, 0, "response is not a Places API (New) document: places.displayName: want an object, got a JSON string", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -163,9 +178,17 @@ func TestGoogleNewErrors(t *testing.T) {
 			if strings.Contains(err.Error(), key) {
 				t.Errorf("error shows the key: %v", err)
 			}
-			// WHATSAT keeps the shape and Google's message.
+			if c.status == 0 && retryable(err) {
+				t.Errorf("a 200 that is not a Places document should not be retried: %v", err)
+			}
+			// WHATSAT keeps the shape, with the legacy status and Google's
+			// message.
 			doc := nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: key}, time.Second, provQuery(1000, 3))
-			if diff := cmp.Diff(string(errorJSON(want)), string(doc)); diff != "" {
+			wantDoc := errorJSON(want)
+			if status, msg, ok := strings.Cut(c.body, ": "); ok {
+				wantDoc = legacyErrorJSON(status, msg)
+			}
+			if diff := cmp.Diff(string(wantDoc), string(doc)); diff != "" {
 				t.Errorf("WHATSAT body (-want +got):\n%s", diff)
 			}
 		})
@@ -249,6 +272,7 @@ func TestGoogleNewBaseURLAndString(t *testing.T) {
 	}{
 		{GoogleNew{Key: "SECRET"}, "Google Places API (New)"},
 		{GoogleNew{Key: "SECRET", BaseURL: "http://user:pw@127.0.0.1:9/x?key=SECRET"}, "Google Places API (New) at http://127.0.0.1:9/x"},
+		{GoogleNew{Key: "SECRET", Raw: true}, "Google Places API (New), raw documents"},
 		{GoogleLegacy{Key: "SECRET"}, "Google Places Nearby Search (legacy)"},
 		{GoogleLegacy{Key: "SECRET", BaseURL: "http://127.0.0.1:9"}, "Google Places Nearby Search (legacy) at http://127.0.0.1:9"},
 	} {
@@ -261,20 +285,30 @@ func TestGoogleNewBaseURLAndString(t *testing.T) {
 	}
 }
 
-// TestNearbyGoogleNew runs WHATSAT's lookup against the fake: the places
-// array is cut to the bound.
+// TestNearbyGoogleNew runs WHATSAT's lookup against the fake: the
+// translated results array is cut to the bound, and so is the places
+// array of a raw document.
 func TestNearbyGoogleNew(t *testing.T) {
 	srv, _ := provNewServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"places":[{"id":"a"},{"id":"b"},{"id":"c"}]}` + "\n\n"))
 	})
 	got := nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: "k"}, time.Second, provQuery(1000, 2))
+	want := "{\n   \"html_attributions\" : [],\n   \"results\" : [\n      {\n         \"place_id\" : \"a\"\n      },\n      {\n         \"place_id\" : \"b\"\n      }\n   ],\n   \"status\" : \"OK\"\n}"
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 2))
 	if want := `{"places":[{"id":"a"},{"id":"b"}]}`; string(got) != want {
-		t.Errorf("got %s, want %s", got, want)
+		t.Errorf("raw: got %s, want %s", got, want)
 	}
 	ok, _ := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
 	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: ok.URL, Key: "k"}, time.Second, provQuery(1000, 1))
-	if want := placesFixture(t, "whatsat/nearby_new_ok.bound1.json"); !bytes.Equal(got, want) {
+	if want := whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1); !bytes.Equal(got, want) {
 		t.Errorf("got %s, want %s", got, want)
+	}
+	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: ok.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 1))
+	if want := placesFixture(t, "whatsat/nearby_new_ok.bound1.json"); !bytes.Equal(got, want) {
+		t.Errorf("raw: got %s, want %s", got, want)
 	}
 }
 

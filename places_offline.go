@@ -255,6 +255,8 @@ func jsonKind(t reflect.Type) string {
 		return "a number"
 	case reflect.String:
 		return "a string"
+	case reflect.Bool:
+		return "true or false"
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.String {
 			return "an array of strings"
@@ -391,33 +393,11 @@ func (c *Catalogue) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	})
 	hits = hits[:min(len(hits), bound)]
 
-	w := googleWriter{b: make([]byte, 0, 128+512*len(hits))}
-	w.raw("{\n")
-	w.member(1, "html_attributions")
-	w.raw("[],\n")
-	w.member(1, "results")
-	if len(hits) == 0 {
-		w.raw("[],\n")
-	} else {
-		w.raw("[\n")
-		for i, h := range hits {
-			w.place(h.p)
-			if i < len(hits)-1 {
-				w.raw(",")
-			}
-			w.raw("\n")
-		}
-		w.indent(1)
-		w.raw("],\n")
+	results := make([]legacyResult, len(hits))
+	for i, h := range hits {
+		results[i] = h.p.legacy()
 	}
-	w.member(1, "status")
-	if len(hits) == 0 {
-		w.str("ZERO_RESULTS")
-	} else {
-		w.str("OK")
-	}
-	w.raw("\n}\n")
-	return w.b, nil
+	return legacyAnswer(results), nil
 }
 
 // haversineMeters returns the great-circle distance in metres between two
@@ -508,47 +488,19 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// place writes one result at the depth of the results array's elements.
-func (w *googleWriter) place(p *Place) {
-	w.indent(2)
-	w.raw("{\n")
-	w.member(3, "geometry")
-	w.raw("{\n")
-	w.member(4, "location")
-	w.raw("{\n")
-	w.member(5, "lat")
-	w.raw(formatFloat(p.Lat) + ",\n")
-	w.member(5, "lng")
-	w.raw(formatFloat(p.Lng) + "\n")
-	w.indent(4)
-	w.raw("}\n")
-	w.indent(3)
-	w.raw("},\n")
-	w.member(3, "name")
-	w.str(p.Name)
-	w.raw(",\n")
-	w.member(3, "place_id")
-	w.str(p.PlaceID)
-	w.raw(",\n")
-	w.member(3, "types")
-	if len(p.Types) == 0 {
-		w.raw("[]")
-	} else {
-		w.raw("[ ")
-		for i, t := range p.Types {
-			if i > 0 {
-				w.raw(", ")
-			}
-			w.str(t)
-		}
-		w.raw(" ]")
+// legacy returns p as a legacy result: a catalogue result always has its
+// geometry, name, place_id and types ([] when it has none), and a vicinity
+// when it has one.
+func (p *Place) legacy() legacyResult {
+	types := p.Types
+	if types == nil {
+		types = []string{}
 	}
-	if p.Vicinity != "" {
-		w.raw(",\n")
-		w.member(3, "vicinity")
-		w.str(p.Vicinity)
+	return legacyResult{
+		hasLocation: true, lat: p.Lat, lng: p.Lng,
+		name:     p.Name,
+		placeID:  p.PlaceID,
+		types:    types,
+		vicinity: p.Vicinity,
 	}
-	w.raw("\n")
-	w.indent(2)
-	w.raw("}")
 }

@@ -468,19 +468,7 @@ func TestCatalogueGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "places", "small_"+cs.name+".json")
-			if *updatePlaces {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
+			checkGolden(t, filepath.Join("testdata", "places", "small_"+cs.name+".json"), got)
 			body := whatsatJSON(got, cs.q.MaxResults)
 			checkWhatsatBody(t, got, body, cs.q.MaxResults)
 		})

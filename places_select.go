@@ -20,8 +20,15 @@ const (
 	// PlacesLegacy is the legacy Google Nearby Search ([GoogleLegacy]),
 	// which Google keeps only for projects that used it before 2025.
 	PlacesLegacy = "legacy"
-	// PlacesNew is the Places API (New) Nearby Search ([GoogleNew]).
+	// PlacesNew is the Places API (New) Nearby Search ([GoogleNew]),
+	// its answers translated into the legacy Nearby Search shape that
+	// the protocol promises.
 	PlacesNew = "new"
+	// PlacesNewRaw is the Places API (New) Nearby Search with its answers
+	// untouched ([GoogleNew] with Raw set): WHATSAT replies then leave
+	// the protocol's shape (a "places" array instead of "results", no
+	// status), for clients written for the new API.
+	PlacesNewRaw = "new-raw"
 	// PlacesOffline is an offline [Catalogue].
 	PlacesOffline = "offline"
 )
@@ -33,17 +40,17 @@ const (
 // else the built-in offline catalogue, with the default cache and limits.
 // Pass it to [NewPlaces].
 type PlacesConfig struct {
-	// Kind is "legacy", "new", "offline" or "" (auto: "new" when Key is
-	// set, else "offline").
+	// Kind is "legacy", "new", "new-raw", "offline" or "" (auto: "new"
+	// when Key is set, else "offline").
 	Kind string `json:"kind,omitempty"`
-	// Key is the Google API key; required for "legacy" and "new", and
+	// Key is the Google API key; required for the Google kinds, and
 	// ignored by "offline" (so a key in the environment does no harm).
 	Key string `json:"key,omitempty"`
 	// BaseURL replaces Google's API address (scheme, host and optional
 	// path prefix), for proxies and fakes. Empty means Google's.
 	BaseURL string `json:"base_url,omitempty"`
-	// FieldMask is the Places API (New) field mask ("new" only); empty
-	// means DefaultFieldMask.
+	// FieldMask is the Places API (New) field mask ("new" and "new-raw"
+	// only); empty means DefaultFieldMask.
 	FieldMask string `json:"field_mask,omitempty"`
 	// Catalogue is the path of a catalogue file ("offline" only; see
 	// ParseCatalogue); empty means the built-in DefaultCatalogue.
@@ -142,12 +149,13 @@ func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
 		}
 	}
 	switch kind {
-	case PlacesLegacy, PlacesNew, PlacesOffline:
+	case PlacesLegacy, PlacesNew, PlacesNewRaw, PlacesOffline:
 	default:
-		bad("Kind", "%q is not one of %q, %q, %q or empty (auto)", cfg.Kind, PlacesLegacy, PlacesNew, PlacesOffline)
+		bad("Kind", "%q is not one of %q, %q, %q, %q or empty (auto)", cfg.Kind, PlacesLegacy, PlacesNew, PlacesNewRaw, PlacesOffline)
 		kind = "" // check no field against an unknown kind
 	}
-	google := kind == PlacesLegacy || kind == PlacesNew
+	newAPI := kind == PlacesNew || kind == PlacesNewRaw
+	google := kind == PlacesLegacy || newAPI
 	if google {
 		switch {
 		case cfg.Key == "":
@@ -164,8 +172,8 @@ func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
 		}
 	}
 	if cfg.FieldMask != "" && kind != "" {
-		if kind != PlacesNew {
-			bad("FieldMask", "only kind %q uses it, and kind is %q%s", PlacesNew, kind, why)
+		if !newAPI {
+			bad("FieldMask", "only kinds %q and %q use it, and kind is %q%s", PlacesNew, PlacesNewRaw, kind, why)
 		} else if err := checkFieldMask(cfg.FieldMask); err != nil {
 			bad("FieldMask", "%v", err)
 		}
@@ -189,8 +197,8 @@ func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
 	switch kind {
 	case PlacesLegacy:
 		next = GoogleLegacy{BaseURL: cfg.BaseURL, Key: cfg.Key, HTTP: cfg.HTTP}
-	case PlacesNew:
-		next = GoogleNew{BaseURL: cfg.BaseURL, Key: cfg.Key, FieldMask: cfg.FieldMask, HTTP: cfg.HTTP}
+	case PlacesNew, PlacesNewRaw:
+		next = GoogleNew{BaseURL: cfg.BaseURL, Key: cfg.Key, FieldMask: cfg.FieldMask, HTTP: cfg.HTTP, Raw: kind == PlacesNewRaw}
 	case PlacesOffline:
 		if cfg.Catalogue == "" {
 			next = DefaultCatalogue()

@@ -30,6 +30,8 @@ func TestPlacesSelectKinds(t *testing.T) {
 		{"auto with a key: new", PlacesConfig{Key: "k"}, "Google Places API (New)", GoogleNew{Key: "k"}},
 		{"new with options", PlacesConfig{Kind: "new", Key: "k", BaseURL: "http://127.0.0.1:9", FieldMask: "places.id"},
 			"Google Places API (New) at http://127.0.0.1:9", GoogleNew{Key: "k", BaseURL: "http://127.0.0.1:9", FieldMask: "places.id"}},
+		{"new-raw", PlacesConfig{Kind: "new-raw", Key: "k", FieldMask: "places.id"},
+			"Google Places API (New), raw documents", GoogleNew{Key: "k", FieldMask: "places.id", Raw: true}},
 		{"legacy", PlacesConfig{Kind: "legacy", Key: "k"}, "Google Places Nearby Search (legacy)", GoogleLegacy{Key: "k"}},
 		{"offline ignores a key", PlacesConfig{Kind: "offline", Key: "k"}, "offline catalogue (39 places)", DefaultCatalogue()},
 		{"offline from a file", PlacesConfig{Catalogue: small}, "offline catalogue " + small + " (6 places)", nil},
@@ -82,7 +84,7 @@ func TestPlacesSelectErrors(t *testing.T) {
 		want []string // after "herd: invalid config: "
 	}{
 		{"unknown kind", PlacesConfig{Kind: "google", FieldMask: "x", Catalogue: "y"},
-			[]string{`Kind: "google" is not one of "legacy", "new", "offline" or empty (auto)`}},
+			[]string{`Kind: "google" is not one of "legacy", "new", "new-raw", "offline" or empty (auto)`}},
 		{"Google kinds need a key", PlacesConfig{Kind: "new"}, []string{`Key: must be set for kind "new"`}},
 		{"legacy needs a key", PlacesConfig{Kind: "legacy"}, []string{`Key: must be set for kind "legacy"`}},
 		{"key with white space", PlacesConfig{Key: "AIza abc\n"}, []string{"Key: must not contain white space or control characters"}},
@@ -91,7 +93,7 @@ func TestPlacesSelectErrors(t *testing.T) {
 		{"base URL offline", PlacesConfig{BaseURL: "http://x"},
 			[]string{`BaseURL: only Google kinds use it, and kind is "offline" because Key is empty`}},
 		{"field mask for legacy", PlacesConfig{Kind: "legacy", Key: "SECRETKEY", FieldMask: "places.id"},
-			[]string{`FieldMask: only kind "new" uses it, and kind is "legacy"`}},
+			[]string{`FieldMask: only kinds "new" and "new-raw" use it, and kind is "legacy"`}},
 		{"bad field mask", PlacesConfig{Key: "SECRETKEY", FieldMask: "places.id,,places.name"},
 			[]string{`FieldMask: "places.id,,places.name": path 2 is empty`}},
 		{"field mask with a space", PlacesConfig{Key: "SECRETKEY", FieldMask: "places.id, places.name"},
@@ -198,6 +200,7 @@ func TestPlacesDurationFlag(t *testing.T) {
 // the second from the cache.
 func TestPlacesSelectEndToEnd(t *testing.T) {
 	newSrv, newReqs := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
+	rawSrv, rawReqs := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
 	legacySrv, legacyReqs := placesServer(t, provServe(t, 200, "nearby_legacy_ok.json"))
 	cases := []struct {
 		cfg      PlacesConfig
@@ -205,6 +208,8 @@ func TestPlacesSelectEndToEnd(t *testing.T) {
 		want     []byte
 	}{
 		{PlacesConfig{Key: "k", BaseURL: newSrv.URL}, func() int { return len(newReqs()) },
+			whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1)},
+		{PlacesConfig{Kind: "new-raw", Key: "k", BaseURL: rawSrv.URL}, func() int { return len(rawReqs()) },
 			placesFixture(t, "whatsat/nearby_new_ok.bound1.json")},
 		{PlacesConfig{Kind: "legacy", Key: "k", BaseURL: legacySrv.URL}, func() int { return len(legacyReqs()) },
 			placesFixture(t, "whatsat/nearby_legacy_ok.bound1.json")},

@@ -28,10 +28,20 @@ type Stats struct {
 	// WriteTimeout); PeerSlow is always 0.
 	PeerSlow       uint64
 	HandshakeFails uint64 // peer handshakes refused or failed
+	PeersRefused   uint64 // peer links refused by protected mode or the replacement rule (also in HandshakeFails)
+	FutureRefused  uint64 // IAMATs refused: client time more than MaxClientAhead ahead (also in Invalid)
+	FutureDropped  uint64 // peer records dropped: client time too far ahead of this node's clock
 	PlacesCalls    uint64 // provider calls made for WHATSAT
 	PlacesErrors   uint64 // WHATSAT replies that carried an error document
-	StateSaves     uint64 // state file writes
-	StateErrors    uint64 // state file load or save failures
+	// WHATSATs answered without a provider call because a limit of
+	// Config.PlacesLimits was reached: in total, and by limit.
+	PlacesLimited       uint64
+	PlacesLimitedConn   uint64 // per-connection rate
+	PlacesLimitedAddr   uint64 // per-address rate
+	PlacesLimitedServer uint64 // per-server rate
+	PlacesLimitedDaily  uint64 // daily budget
+	StateSaves          uint64 // state file writes
+	StateErrors         uint64 // state file load or save failures
 }
 
 // counters are the node's live counters behind Stats.
@@ -41,6 +51,8 @@ type counters struct {
 	iamat, whatsat, invalid                                atomic.Uint64
 	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
 	placesCalls, placesErrors, stateSaves, stateErrors     atomic.Uint64
+	peersRefused, futureRefused, futureDropped             atomic.Uint64
+	placesLimited                                          [limitKinds]atomic.Uint64
 
 	// Guarded by n.mu, which every table change holds anyway: plain
 	// fields cost nothing there, where atomic adds from both cores would
@@ -60,6 +72,8 @@ func (n *Node) Stats() Stats {
 	tableFull, local, peer, flooded := c.tableFull, c.recordsLocal, c.recordsPeer, c.recordsFlooded
 	syncLines, syncRefused := c.syncLines, c.syncRefused
 	n.mu.Unlock()
+	limitedConn, limitedAddr := c.placesLimited[limitConn].Load(), c.placesLimited[limitAddr].Load()
+	limitedServer, limitedDaily := c.placesLimited[limitServer].Load(), c.placesLimited[limitDaily].Load()
 	return Stats{
 		Conns:          conns,
 		ConnsAccepted:  c.connsAccepted.Load(),
@@ -83,7 +97,16 @@ func (n *Node) Stats() Stats {
 		HandshakeFails: c.handshakeFails.Load(),
 		PlacesCalls:    c.placesCalls.Load(),
 		PlacesErrors:   c.placesErrors.Load(),
-		StateSaves:     c.stateSaves.Load(),
-		StateErrors:    c.stateErrors.Load(),
+		PeersRefused:   c.peersRefused.Load(),
+		FutureRefused:  c.futureRefused.Load(),
+		FutureDropped:  c.futureDropped.Load(),
+
+		PlacesLimited:       limitedConn + limitedAddr + limitedServer + limitedDaily,
+		PlacesLimitedConn:   limitedConn,
+		PlacesLimitedAddr:   limitedAddr,
+		PlacesLimitedServer: limitedServer,
+		PlacesLimitedDaily:  limitedDaily,
+		StateSaves:          c.stateSaves.Load(),
+		StateErrors:         c.stateErrors.Load(),
 	}
 }

@@ -40,6 +40,14 @@ type fileConfig struct {
 
 	Secret    string `json:"secret,omitempty"`
 	SecretEnv string `json:"secret_env,omitempty"`
+	// InsecurePeers turns protected mode off (herd.Config.InsecurePeers).
+	InsecurePeers bool `json:"insecure_peers,omitempty"`
+	// MaxClientAhead is herd.Config.MaxClientAhead; unlike the other
+	// durations it may be negative, which turns the check off.
+	MaxClientAhead     string `json:"max_client_ahead,omitempty"`
+	PeerClockAllowance string `json:"peer_clock_allowance,omitempty"`
+	// PlacesLimits are the places_* rate limits, at the top level.
+	herd.PlacesLimits
 
 	MaxLineBytes int `json:"max_line_bytes,omitempty"`
 	PeerQueue    int `json:"peer_queue,omitempty"`
@@ -82,6 +90,7 @@ type fileConfig struct {
 type parsedDurations struct {
 	placesTimeout, redialMin, redialMax, handshakeTimeout time.Duration
 	idleTimeout, writeTimeout, stateInterval              time.Duration
+	peerClockAllowance, maxClientAhead                    time.Duration
 }
 
 // fileServer is one entry of "servers".
@@ -158,7 +167,8 @@ func jsonError(data []byte, err error) error {
 		// Offset counts the offending byte.
 		return fmt.Errorf("%s: %s", position(data, se.Offset-1), strings.TrimPrefix(se.Error(), "json: "))
 	case errors.As(err, &te):
-		field := te.Field
+		// Fields of the embedded herd.PlacesLimits are top-level keys.
+		field := strings.TrimPrefix(te.Field, "PlacesLimits.")
 		if field == "" {
 			field = "the config"
 		}
@@ -182,6 +192,8 @@ func jsonKind(t reflect.Type) string {
 		return "true or false"
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
 	case reflect.Slice, reflect.Array:
 		return "an array"
 	case reflect.Struct, reflect.Map, reflect.Pointer:
@@ -328,6 +340,22 @@ func (fc *fileConfig) validate() error {
 			*d.dst = v
 		}
 	}
+	if fc.MaxClientAhead != "" {
+		// Negative turns the check off, so it is parsed apart.
+		v, err := time.ParseDuration(fc.MaxClientAhead)
+		if err != nil {
+			bad("max_client_ahead", "%q is not a duration (want e.g. \"1h\", or \"-1s\" to turn the check off)", fc.MaxClientAhead)
+		}
+		fc.parsed.maxClientAhead = v
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+	}{{"places_conn_burst", fc.ConnBurst}, {"places_addr_burst", fc.AddrBurst}, {"places_server_burst", fc.ServerBurst}} {
+		if b.v < 0 {
+			bad(b.name, "must not be negative (or 0 or absent for the default), got %d", b.v)
+		}
+	}
 	if rmin, rmax := *durs[1].dst, *durs[2].dst; rmin > 0 && rmax > 0 && rmax < rmin {
 		bad("redial_max", "%v is below redial_min %v", rmax, rmin)
 	}
@@ -379,6 +407,7 @@ func (fc *fileConfig) durations() []durationField {
 		{"idle_timeout", fc.IdleTimeout, &p.idleTimeout},
 		{"write_timeout", fc.WriteTimeout, &p.writeTimeout},
 		{"state_interval", fc.StateInterval, &p.stateInterval},
+		{"peer_clock_allowance", fc.PeerClockAllowance, &p.peerClockAllowance},
 	}
 }
 
@@ -474,6 +503,11 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 		StateInterval:    fc.parsed.stateInterval,
 		CloseAfterReply:  fc.CloseAfterReply,
 		StateFile:        strings.ReplaceAll(fc.StateFile, namePlaceholder, s.Name),
+
+		InsecurePeers:      fc.InsecurePeers,
+		MaxClientAhead:     fc.parsed.maxClientAhead,
+		PeerClockAllowance: fc.parsed.peerClockAllowance,
+		PlacesLimits:       fc.PlacesLimits,
 	}
 	if s.Listen != "" {
 		cfg.Addr = s.Listen

@@ -60,6 +60,19 @@ func TestParseConfigErrors(t *testing.T) {
 			`redial_max: 10ms is below redial_min 1s`,
 			`log_level: "loud" is not a log level (want debug, info, warn or error)`,
 		}},
+		{"security and limits", `{
+  "servers": [{"name": "A", "addr": "h:1"}],
+  "max_client_ahead": "soon", "peer_clock_allowance": "-1s",
+  "places_conn_burst": -1, "places_addr_burst": -2, "places_server_burst": -3
+}`, []string{
+			`peer_clock_allowance: must not be negative, got "-1s"`,
+			`max_client_ahead: "soon" is not a duration (want e.g. "1h", or "-1s" to turn the check off)`,
+			`places_conn_burst: must not be negative (or 0 or absent for the default), got -1`,
+			`places_addr_burst: must not be negative (or 0 or absent for the default), got -2`,
+			`places_server_burst: must not be negative (or 0 or absent for the default), got -3`,
+		}},
+		{"limit type", "{\"servers\": [{\"name\": \"A\", \"addr\": \"h:1\"}],\n \"places_conn_rate\": \"fast\"}",
+			[]string{`2:27: places_conn_rate must be a number, not string`}},
 		{"provider unknown field", `{"servers": [{"name": "A", "addr": "h:1"}], "provider": {"kind": "offline", "api_key": "x"}}`,
 			[]string{`provider: unknown field "api_key"`}},
 	} {
@@ -101,6 +114,8 @@ func TestNodeConfig(t *testing.T) {
   "places_timeout": "3s", "redial_min": "10ms", "redial_max": "1s", "handshake_timeout": "2s",
   "idle_timeout": "1m", "write_timeout": "5s", "state_interval": "30s",
   "close_after_reply": true,
+  "insecure_peers": true, "max_client_ahead": "-1s", "peer_clock_allowance": "2m",
+  "places_conn_rate": 2.5, "places_conn_burst": 5, "places_addr_rate": -1, "places_server_burst": 7, "places_daily_budget": 100,
   "state_file": "/var/lib/herd/{name}.state",
   "log": "/var/log/herd/{name}.log", "log_level": "warn"
 }`))
@@ -134,6 +149,11 @@ func TestNodeConfig(t *testing.T) {
 		StateInterval:    30 * time.Second,
 		CloseAfterReply:  true,
 		StateFile:        "/var/lib/herd/Goloman.state",
+
+		InsecurePeers:      true,
+		MaxClientAhead:     -time.Second,
+		PeerClockAllowance: 2 * time.Minute,
+		PlacesLimits:       herd.PlacesLimits{ConnRate: 2.5, ConnBurst: 5, AddrRate: -1, ServerBurst: 7, DailyBudget: 100},
 	}
 	if diff := cmp.Diff(want, cfg, cmpopts.IgnoreFields(herd.Config{}, "Places")); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

@@ -244,6 +244,8 @@ func TestServeUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "herd.json")
 	writeFile(t, cfgPath, `{"servers": [{"name": "A", "addr": "127.0.0.1:1"}], "secret_env": "UNSET"}`)
+	openPath := filepath.Join(dir, "open.json")
+	writeFile(t, openPath, `{"servers": [{"name": "A", "addr": "192.0.2.1:12000", "listen": ":12000"}]}`)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -259,6 +261,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "-preset", "2018", "-port", "65534", "-name", "Goloman"}, "herd serve: -port: 65534: want 1 to 65531, so that the 5 servers get ports\n"},
 		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-places", "legacy"}, "herd serve: key: must be set for kind \"legacy\" (the key comes from $GOOGLE_MAPS_API_KEY, which is empty or unset)\n"},
 		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-places-url", "http://127.0.0.1:1"}, "herd serve: -places-url: only Google kinds use it, and kind is \"offline\" because Key is empty\n"},
+		{[]string{"serve", "-preset", "2018", "-host", "0.0.0.0", "-name", "Hands"}, "herd serve: Hands: listen address 0.0.0.0:12001 is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); set one with -secret-env VAR, or -insecure-peers to accept unauthenticated peers anyway\n"},
+		{[]string{"serve", "-config", openPath, "-name", "A"}, "herd serve: A: listen address :12000 is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); set secret_env in the config file, or insecure_peers to accept unauthenticated peers anyway\n"},
 		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-log-level", "loud"}, "herd serve: -log-level: \"loud\" is not a log level (want debug, info, warn or error)\n"},
 	} {
 		e, out, errOut := testEnv(nil)

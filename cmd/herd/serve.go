@@ -7,6 +7,8 @@ import (
 	"expvar"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +29,9 @@ func init() {
 		long: "Runs one server, from a config file or a built-in topology, until SIGINT or SIGTERM.\n" +
 			"With -preset, servers get ports from -port on in the preset's order (2018: Goloman,\n" +
 			"Hands, Holiday, Welsh, Wilkes), the Places key comes from " + cli.KeyEnv + ", and\n" +
-			"-print-config writes the equivalent config file to start from.",
+			"-print-config writes the equivalent config file to start from. Set a peer secret\n" +
+			"(-secret-env, or secret_env in the file): without one, peer links are not\n" +
+			"authenticated and are made over loopback only (protected mode).",
 		flags: serveFlags,
 	})
 }
@@ -38,9 +42,12 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	preset := fs.String("preset", "", "run a built-in herd instead of a config file: `YEAR` ("+strings.Join(presetNames(), ", ")+")")
 	port := fs.Int("port", DefaultPort, "with -preset: the first server's `port`")
 	host := fs.String("host", "127.0.0.1", "with -preset: the `host` every server listens on")
-	placesKind := fs.String("places", "", "with -preset: Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesKind := fs.String("places", "", "with -preset: Places provider `kind`: new, new-raw (untranslated Places API (New) documents), legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
 	placesURL := fs.String("places-url", "", "with -preset: Google base `URL` instead of Google's own (for local fakes; needs a key, any will do)")
-	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret")
+	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret, which authenticates peer links (e.g. HERD_SECRET=$(openssl rand -hex 32)); without one, peers are accepted over loopback only")
+	insecurePeers := fs.Bool("insecure-peers", false, "with -preset: without a secret, accept peer links from any address and listen on any (protected mode off: anyone who reaches the port can pose as a neighbour)")
+	maxClientAhead := fs.Duration("max-client-ahead", 0, "with -preset: refuse an IAMAT whose time is more than `D` ahead of the server's (default 1h; negative turns the check off)")
+	limits := placesLimitFlags(fs)
 	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
@@ -64,7 +71,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		case (*configPath == "") == (*preset == ""):
 			return usageError(e, c, "want -config or -preset (one of them)")
 		case *configPath != "":
-			for _, f := range []string{"port", "host", "places", "places-url", "secret-env", "tls-cert", "tls-key", "tls-ca", "tls-require-peer-cert"} {
+			presetOnly := []string{"port", "host", "places", "places-url", "secret-env", "insecure-peers", "max-client-ahead", "tls-cert", "tls-key", "tls-ca", "tls-require-peer-cert"}
+			for _, f := range append(presetOnly, placesLimitFlagNames...) {
 				if set[f] {
 					return usageError(e, c, "-%s goes with -preset; with -config, set it in the file", f)
 				}
@@ -82,6 +90,11 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				fc.Provider, _ = json.Marshal(cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: *placesKind, BaseURL: *placesURL}})
 			}
 			fc.SecretEnv = *secretEnv
+			fc.InsecurePeers = *insecurePeers
+			if set["max-client-ahead"] {
+				fc.MaxClientAhead = maxClientAhead.String()
+			}
+			fc.PlacesLimits = *limits
 			if set["tls-cert"] || set["tls-key"] || set["tls-ca"] || set["tls-require-peer-cert"] {
 				fc.TLS, _ = json.Marshal(cli.TLS{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA, RequirePeerCert: *tlsRequirePeerCert})
 				fc.tlsName = cli.FlagNames
@@ -110,6 +123,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return configError(e, err)
 		}
 		defer places.Close() // after the node has closed
+		if err := checkProtected(cfg, *configPath == ""); err != nil {
+			return configError(e, err)
+		}
 		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
 
 		levelText := fc.LogLevel
@@ -161,8 +177,74 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				return exitFailure
 			}
 		}
-		return serveNode(ctx, e, node, cfg, "Places: "+places.String(), m)
+		notices := []string{"Places: " + places.String()}
+		if len(cfg.Secret) == 0 {
+			how := "set one with -secret-env VAR"
+			if *configPath != "" {
+				how = "set secret_env in the config file"
+			}
+			if cfg.InsecurePeers {
+				notices = append(notices, "no peer secret and insecure_peers is on: anyone who reaches the port can pose as a neighbour; "+how)
+			} else {
+				notices = append(notices, "no peer secret: peer links are not authenticated and are made over loopback only; "+how)
+			}
+		}
+		return serveNode(ctx, e, node, cfg, notices, m)
 	}
+}
+
+// checkProtected refuses, before anything listens, a listen address
+// beyond loopback for a server without a peer secret, naming the flags
+// or keys that fix it. The node refuses it too (protected mode), but only
+// once it has bound the address, and in herd.Config's terms. Host names
+// other than localhost are left to the node, which sees what they
+// resolve to.
+func checkProtected(cfg herd.Config, preset bool) error {
+	if len(cfg.Secret) > 0 || cfg.InsecurePeers {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil || host == "localhost" {
+		return nil
+	}
+	if host != "" {
+		if ip, err := netip.ParseAddr(host); err != nil || ip.Unmap().IsLoopback() {
+			return nil
+		}
+	}
+	how := "set one with -secret-env VAR, or -insecure-peers to accept unauthenticated peers anyway"
+	if !preset {
+		how = "set secret_env in the config file, or insecure_peers to accept unauthenticated peers anyway"
+	}
+	return fmt.Errorf("%s: listen address %s is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); %s", cfg.Name, cfg.Addr, how)
+}
+
+// placesLimitFlagNames are the flags placesLimitFlags declares.
+var placesLimitFlagNames = []string{
+	"places-conn-rate", "places-conn-burst", "places-addr-rate", "places-addr-burst",
+	"places-server-rate", "places-server-burst", "places-daily-budget",
+}
+
+// placesLimitFlags declares -places-conn-rate and the other limit flags
+// of -preset mode (the config file's places_* keys) on fs.
+func placesLimitFlags(fs *flag.FlagSet) *herd.PlacesLimits {
+	l := new(herd.PlacesLimits)
+	for _, f := range []struct {
+		name, who string
+		rate      *float64
+		burst     *int
+		defRate   float64
+		defBurst  int
+	}{
+		{"conn", "one client connection", &l.ConnRate, &l.ConnBurst, herd.DefaultPlacesConnRate, herd.DefaultPlacesConnBurst},
+		{"addr", "all connections from one address", &l.AddrRate, &l.AddrBurst, herd.DefaultPlacesAddrRate, herd.DefaultPlacesAddrBurst},
+		{"server", "the server", &l.ServerRate, &l.ServerBurst, herd.DefaultPlacesServerRate, herd.DefaultPlacesServerBurst},
+	} {
+		fs.Float64Var(f.rate, "places-"+f.name+"-rate", 0, fmt.Sprintf("with -preset: Places calls a second %s may cause (default %v; negative: no limit)", f.who, f.defRate))
+		fs.IntVar(f.burst, "places-"+f.name+"-burst", 0, fmt.Sprintf("with -preset: Places calls %s may cause at once (default %d)", f.who, f.defBurst))
+	}
+	fs.IntVar(&l.DailyBudget, "places-daily-budget", 0, fmt.Sprintf("with -preset: Places calls the server may make per day, renewed at 00:00 UTC (default %d; negative: no budget)", herd.DefaultPlacesDailyBudget))
+	return l
 }
 
 // metricsVars are the variables a server's metrics add to expvar's:
@@ -179,9 +261,10 @@ func metricsVars(node *herd.Node, places herd.PlacesClient) map[string]expvar.Va
 }
 
 // serveNode runs node until ctx ends (SIGINT or SIGTERM in main) and
-// returns the exit status. The metrics server m, if not nil, is already
+// returns the exit status. Once the node listens, it prints notices to
+// stderr, one line each. The metrics server m, if not nil, is already
 // serving; it is closed once the node has.
-func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, notice string, m *cli.Metrics) int {
+func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, notices []string, m *cli.Metrics) int {
 	runCtx, stopped := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() {
@@ -197,7 +280,9 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 		if m != nil {
 			fmt.Fprintf(e.stdout, "%s metrics at %s\n", cfg.Name, m.URL())
 		}
-		fmt.Fprintf(e.stderr, "herd serve: %s: %s\n", cfg.Name, notice)
+		for _, notice := range notices {
+			fmt.Fprintf(e.stderr, "herd serve: %s: %s\n", cfg.Name, notice)
+		}
 	}
 	err := <-errc
 	if m != nil {

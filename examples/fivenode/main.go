@@ -14,12 +14,16 @@
 // all. -places-url sends the Google requests to a local fake instead (a
 // key is still required; any value will do).
 //
+// The five servers share a peer secret drawn afresh from crypto/rand at
+// every start and never shown, so no one else can pose as one of them.
+//
 // It prints where each server listens, then serves until SIGINT or
 // SIGTERM, shuts every server down and exits 0.
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs := flag.NewFlagSet("fivenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", DefaultPort, "first `port`: Goloman, Hands, Holiday, Welsh, Wilkes get port to port+4; 0 picks five free ports")
-	placesKind := fs.String("places", "", "Places provider `kind`: new, legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
+	placesKind := fs.String("places", "", "Places provider `kind`: new, new-raw (untranslated Places API (New) documents), legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
 	placesURL := fs.String("places-url", "", "Google base `URL` instead of Google's own, e.g. a local fake (needs a key; any will do)")
 	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: warnings to stderr)")
 	fs.Usage = func() {
@@ -114,6 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		addrs[name] = lns[i].Addr().String()
 	}
 
+	// A fresh shared secret: the servers authenticate one another, and
+	// since only this process knows it, no one else can pose as a peer.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return fmt.Errorf("peer secret: %w", err)
+	}
+
 	var closers []func() error
 	defer func() {
 		for _, c := range closers {
@@ -128,6 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			cfg := herd.Config{
 				Name:      name,
 				Addr:      addrs[name],
+				Secret:    secret,
 				Places:    places,
 				Logger:    logger,
 				Transport: &preListened{ln: lns[i]},

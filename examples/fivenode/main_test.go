@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -70,6 +77,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if len(addrs) != 5 {
 		t.Fatalf("addresses %v; stdout:\n%s", addrs, stdout)
 	}
+	forgedPeerRefused(t, addrs["Hands"])
 	c, err := client.Dial(ctx, addrs["Wilkes"])
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +113,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"-port", "65533"}, "fivenode: -port 65533: want 0, or 1 to 65531\n"},
 		{[]string{"extra"}, "fivenode: unexpected arguments [\"extra\"]\n"},
-		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"offline\" or empty (auto)\n"},
+		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"new-raw\", \"offline\" or empty (auto)\n"},
 		{[]string{"-places-url", "http://127.0.0.1:1"}, "fivenode: -places-url: only Google kinds use it, and kind is \"offline\" because Key is empty\n"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -116,5 +124,33 @@ func TestRunUsageErrors(t *testing.T) {
 		if got, _, _ := strings.Cut(stderr.String(), "usage:"); got != tc.want {
 			t.Errorf("%q: stderr %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// forgedPeerRefused plays the script of issue 17 against the demo: it
+// claims to be Goloman and answers Hands' challenge with HMAC-SHA256
+// under the empty key. The demo's servers share a random secret, so
+// Hands refuses it with "? " and the line, and closes.
+func forgedPeerRefused(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	nonceD := "00112233445566778899aabbccddeeff"
+	fmt.Fprintf(c, "HERD 1 Goloman Hands %s\n", nonceD)
+	ok, err := r.ReadString('\n')
+	f := strings.Fields(ok)
+	if err != nil || len(f) != 4 || f[0] != "HERD-OK" {
+		t.Fatalf("hello answered %q, %v", ok, err)
+	}
+	h := hmac.New(sha256.New, nil)
+	fmt.Fprintf(h, "herd/1 dial\nGoloman\nHands\n%s\n%s", nonceD, f[2])
+	auth := "HERD-AUTH " + hex.EncodeToString(h.Sum(nil))
+	fmt.Fprintf(c, "%s\nAT Goloman +0.000000000 victim.example +1.0+1.0 1520023934.5\n", auth)
+	if got, _ := io.ReadAll(r); string(got) != "? "+auth+"\n" {
+		t.Fatalf("forged HERD-AUTH answered %q", got)
 	}
 }

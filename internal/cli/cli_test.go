@@ -31,7 +31,7 @@ func TestProviderPlaces(t *testing.T) {
 		{"missing key", Provider{PlacesConfig: herd.PlacesConfig{Kind: "new"}, KeyEnv: "MINE"}, nil,
 			`provider.key: must be set for kind "new" (the key comes from $MINE, which is empty or unset)`},
 		{"several problems", Provider{PlacesConfig: herd.PlacesConfig{Kind: "offline", BaseURL: "x", FieldMask: "a"}}, nil,
-			"provider.base_url: only Google kinds use it, and kind is \"offline\"\nprovider.field_mask: only kind \"new\" uses it, and kind is \"offline\""},
+			"provider.base_url: only Google kinds use it, and kind is \"offline\"\nprovider.field_mask: only kinds \"new\" and \"new-raw\" use it, and kind is \"offline\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := tc.p.Places(env(tc.env), names)

@@ -128,7 +128,7 @@ type Peer struct {
 // Defaults for the zero values of [Config].
 const (
 	DefaultMaxLineBytes  = 64 << 10
-	DefaultPeerQueue     = 8192
+	DefaultPeerQueue     = 8192 // Deprecated: PeerQueue is ignored.
 	DefaultPlacesTimeout = 10 * time.Second
 	DefaultRedialMin     = 50 * time.Millisecond
 	DefaultRedialMax     = 5 * time.Second
@@ -200,11 +200,12 @@ type Config struct {
 	// MaxLineBytes bounds one input line (default 64 KiB). A longer line
 	// is answered with "? " and its first bytes, and the connection closes.
 	MaxLineBytes int
-	// PeerQueue bounds the records waiting for one neighbour (default
-	// 8192). Once more than a few dozen wait, a client's newer record
-	// replaces its waiting one, so the bound is on distinct clients; a
-	// neighbour with PeerQueue of them waiting is disconnected and
-	// resynchronised when its link comes back.
+	// PeerQueue is ignored.
+	//
+	// Deprecated: a link now owes each client at most once (its newest
+	// record), so what a neighbour is owed is bounded by the table and no
+	// link is cut for falling behind; a neighbour that stops reading is
+	// cut by WriteTimeout.
 	PeerQueue int
 	// PlacesTimeout bounds one provider call (default 10s).
 	PlacesTimeout time.Duration

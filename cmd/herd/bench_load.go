@@ -57,10 +57,11 @@ type loadOptions struct {
 
 	// Set only by the tools that run a load inside a larger measurement
 	// (bench table, resync, prop); none has a flag.
-	totalClients int     // > 0: this many client IDs over all connections, instead of clients per connection
-	run          string  // the client IDs' run tag; "" picks a new one
-	timeBase     int64   // client time of request 0, ns since the epoch; 0: now
-	fillFraction float64 // > 0: the prefill reports only this fraction of each connection's clients, evenly spread
+	totalClients int             // > 0: this many client IDs over all connections, instead of clients per connection
+	run          string          // the client IDs' run tag; "" picks a new one
+	timeBase     int64           // client time of request 0, ns since the epoch; 0: now
+	fillFraction float64         // > 0: the prefill reports only this fraction of each connection's clients, evenly spread
+	stop         <-chan struct{} // closed: end the load now, as if the window were over
 	hooks        loadHooks
 }
 
@@ -399,6 +400,17 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 		defer time.AfterFunc(time.Duration(winEnd), halt).Stop()
 	}
 	defer context.AfterFunc(ctx, halt)()
+	if o.stop != nil {
+		ended := make(chan struct{})
+		defer close(ended)
+		go func() {
+			select {
+			case <-o.stop:
+				halt()
+			case <-ended:
+			}
+		}()
+	}
 	if o.hooks.windowStart != nil {
 		defer time.AfterFunc(time.Duration(winStart), o.hooks.windowStart).Stop()
 	}

@@ -35,7 +35,7 @@ type propOptions struct {
 // propReport is what prop prints: the samples and, with -load-rate, the
 // background load that ran meanwhile.
 type propReport struct {
-	*propResult
+	propResult
 	Load *loadResult `json:"load,omitempty"`
 }
 
@@ -100,7 +100,7 @@ func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return exitFailure
 		}
 		if *asJSON {
-			writeJSON(e, propReport{res, load})
+			writeJSON(e, propReport{*res, load})
 		} else {
 			if load != nil {
 				printLoad(e.stdout, "background load", load)

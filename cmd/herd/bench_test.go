@@ -261,10 +261,10 @@ func TestBenchLoadRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLoad(t, res, "echo")
-	// Request k of a connection is due k/500 s after the start, the first
-	// at once: at most 101 per connection. A slow machine sends fewer.
-	if max := uint64(o.conns) * 101; res.Sent > max {
-		t.Errorf("sent %d at -rate %v for %v, want at most %d", res.Sent, o.rate, o.duration, max)
+	// Open loop: request g over all connections is due at g/2000 s, and
+	// every request due in the window is sent, late or not.
+	if res.Sent != 400 || !res.OpenLoop {
+		t.Errorf("sent %d at -rate %v for %v (open loop %v), want 400", res.Sent, o.rate, o.duration, res.OpenLoop)
 	}
 }
 

@@ -44,7 +44,7 @@ func init() {
 			"      N idle client connections; the server's resident memory per connection\n" +
 			"  herd bench echo -addr A [-for D]\n" +
 			"      a bare line-echo server: this machine's ceiling for a line protocol\n" +
-			"  herd bench table [-clients 1000000] [-steady 5s]\n" +
+			"  herd bench table [-clients 1000000] [-steady 10s]\n" +
 			"      one node in this process: fill N clients, then repeat reports; RSS and heap per record, GC CPU\n" +
 			"  herd bench resync [-clients 1000000] [-changed 0.001,0.01,1]\n" +
 			"      two linked nodes in this process: bytes and time of a link-up after a restart from the state\n" +

@@ -322,7 +322,7 @@ func TestBenchTableSmoke(t *testing.T) {
 	if res.Records != 2000 || res.Load == nil || res.Load.Filled != 2000 || res.Load.Answered == 0 || res.Load.Errors != 0 {
 		t.Errorf("records %d, load %+v", res.Records, res.Load)
 	}
-	if res.LineBytes < 60 || res.Fill.Wall <= 0 || res.Steady.Wall <= 0 || res.Fill.Available <= 0 || res.HeapFilled <= res.HeapBase {
+	if res.LineBytes < 60 || res.Fill.Wall <= 0 || res.Steady.Wall <= 0 || res.Fill.AvailableClosed <= 0 || res.HeapFilled <= res.HeapBase {
 		t.Errorf("result %+v", res)
 	}
 	if res.RSSBase > 0 && res.RSSFilled <= 0 {

@@ -90,18 +90,27 @@ type gcCost struct {
 
 // gcPhase is the collector's share of a phase that starts at a sample
 // taken after a forced collection and ends with a forced collection.
+//
+// The runtime's CPU figures are as of the end of the last collection, so
+// the sample taken before the closing collection reads them as of the end
+// of the phase's last natural collection: from the start to there is a
+// whole number of collection cycles, over which the collector's share is
+// exact as far as the runtime's estimates go (the "natural" figures). The
+// "closed" figures run to the end of the closing forced collection, which
+// a phase with few natural cycles is dominated by.
 type gcPhase struct {
 	Wall   time.Duration `json:"wall_ns"`
 	Cycles uint64        `json:"gc_cycles"` // natural collections in the phase
-	// Collector CPU of the natural collections, and of those plus the
-	// forced one that closes the phase (runtime estimates, seconds).
-	GCCPU       float64 `json:"gc_cpu_s"`
-	GCCPUClosed float64 `json:"gc_cpu_with_closing_s"`
-	// Available is GOMAXPROCS x wall time, Busy the part of it used.
-	Available float64 `json:"available_cpu_s"`
-	Busy      float64 `json:"busy_cpu_s"`
-	// ProcessCPU is the process's CPU time (getrusage), collector, node
-	// and load generator together.
+	// Natural: from the start to the end of the last natural collection.
+	GCCPU     float64 `json:"gc_cpu_s"`        // collector CPU (runtime estimate)
+	Available float64 `json:"available_cpu_s"` // GOMAXPROCS x wall time
+	Busy      float64 `json:"busy_cpu_s"`      // the part of Available used
+	// Closed: from the start to the end of the closing forced collection.
+	GCCPUClosed     float64 `json:"gc_cpu_closed_s"`
+	AvailableClosed float64 `json:"available_cpu_closed_s"`
+	// ProcessCPU is the process's CPU time (getrusage) over the phase,
+	// collector, node and load generator together: against Wall, it shows
+	// how much of the machine the process got.
 	ProcessCPU time.Duration `json:"process_cpu_ns"`
 }
 
@@ -109,13 +118,14 @@ type gcPhase struct {
 // before and after its closing collection.
 func newGCPhase(start, end, closed rtSample) gcPhase {
 	return gcPhase{
-		Wall:        end.at.Sub(start.at),
-		Cycles:      end.gcCycles - start.gcCycles,
-		GCCPU:       end.gcCPU - start.gcCPU,
-		GCCPUClosed: closed.gcCPU - start.gcCPU,
-		Available:   closed.totalCPU - start.totalCPU,
-		Busy:        (closed.totalCPU - closed.idleCPU) - (start.totalCPU - start.idleCPU),
-		ProcessCPU:  end.procCPU - start.procCPU,
+		Wall:            end.at.Sub(start.at),
+		Cycles:          end.gcCycles - start.gcCycles,
+		GCCPU:           end.gcCPU - start.gcCPU,
+		Available:       end.totalCPU - start.totalCPU,
+		Busy:            (end.totalCPU - end.idleCPU) - (start.totalCPU - start.idleCPU),
+		GCCPUClosed:     closed.gcCPU - start.gcCPU,
+		AvailableClosed: closed.totalCPU - start.totalCPU,
+		ProcessCPU:      end.procCPU - start.procCPU,
 	}
 }
 

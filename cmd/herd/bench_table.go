@@ -75,7 +75,7 @@ func tableFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	fs.IntVar(&o.clients, "clients", 1_000_000, "distinct `clients` to report")
 	fs.IntVar(&o.load.conns, "conns", 4, "client connections of the load")
 	fs.IntVar(&o.load.inflight, "inflight", 64, "requests in flight on each connection")
-	fs.DurationVar(&o.load.duration, "steady", 5*time.Second, "repeat reports of the known clients after the fill, for this long")
+	fs.DurationVar(&o.load.duration, "steady", 10*time.Second, "repeat reports of the known clients after the fill, for this long")
 	fs.Float64Var(&o.load.rate, "steady-rate", 0, "open loop: repeat reports at this rate per second (0: as fast as the node answers)")
 	fs.DurationVar(&o.load.drain, "drain", 30*time.Second, "bound on waiting for a reply")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -201,6 +201,11 @@ func printTable(w io.Writer, r *tableResult) {
 }
 
 func printGCPhase(w io.Writer, p *gcPhase) {
-	fmt.Fprintf(w, "    collector: %d cycles in %s; %.1f%% of the available CPU (GOMAXPROCS x wall), %.1f%% counting the closing forced collection, %.1f%% of the busy CPU; process CPU %s\n",
-		p.Cycles, fmtDur(p.Wall), 100*share(p.GCCPU, p.Available), 100*share(p.GCCPUClosed, p.Available), 100*share(p.GCCPUClosed, p.Busy), fmtDur(p.ProcessCPU))
+	fmt.Fprintf(w, "    collector: %d natural cycles in %s", p.Cycles, fmtDur(p.Wall))
+	if p.Cycles > 0 {
+		fmt.Fprintf(w, "; over them %.1f%% of the available CPU (GOMAXPROCS x wall), %.1f%% of the busy CPU",
+			100*share(p.GCCPU, p.Available), 100*share(p.GCCPU, p.Busy))
+	}
+	fmt.Fprintf(w, "; %.1f%% of the available CPU counting the closing forced collection\n", 100*share(p.GCCPUClosed, p.AvailableClosed))
+	fmt.Fprintf(w, "    process CPU %s in %s (%.2f cores)\n", fmtDur(p.ProcessCPU), fmtDur(p.Wall), share(float64(p.ProcessCPU), float64(p.Wall)))
 }

@@ -73,18 +73,20 @@ func (t *countingTransport) wrap(c net.Conn) *countedConn {
 	return cc
 }
 
-// peerBytes returns the bytes written on peer links so far, and how many
-// peer links there have been.
-func (t *countingTransport) peerBytes() (bytes int64, links int) {
+// peerBytes returns the bytes written on peer links so far, how many
+// peer links there have been, and how many writes on them are under way
+// (a write blocked on a full socket has counted nothing yet).
+func (t *countingTransport) peerBytes() (bytes int64, links, writing int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.conns {
 		if c.kind.Load() == connPeer {
 			bytes += c.written.Load()
 			links++
+			writing += int(c.writing.Load())
 		}
 	}
-	return bytes, links
+	return bytes, links, writing
 }
 
 type countingListener struct {
@@ -106,6 +108,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 type countedConn struct {
 	net.Conn
 	written atomic.Int64
+	writing atomic.Int32 // writes under way
 	kind    atomic.Int32
 	mu      sync.Mutex
 	head    []byte // the first bytes, either way, while the kind is unknown
@@ -125,8 +128,10 @@ func (c *countedConn) Write(b []byte) (int, error) {
 	if len(b) > 0 && c.kind.Load() == connUnknown {
 		c.sniff(b)
 	}
+	c.writing.Add(1)
 	n, err := c.Conn.Write(b)
 	c.written.Add(int64(n))
+	c.writing.Add(-1)
 	return n, err
 }
 

@@ -10,7 +10,8 @@ package main
 //  1. A alone is filled with N clients (the load of bench_load.go with
 //     -prefill).
 //  2. Full push, for reference: B starts empty and links up; measured
-//     until B holds A's table and the link has been quiet for -quiet.
+//     until B holds A's table and the link has been quiet (no byte
+//     written and no write under way) for -quiet.
 //     B closes, which writes its state file (Config.StateFile).
 //  3. For each fraction F of -changed: while B is down, a fraction F of
 //     the clients, spread evenly, report anew at A; B restarts from its
@@ -99,7 +100,7 @@ func resyncFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	fs.IntVar(&o.load.conns, "conns", 4, "client connections of the fill")
 	fs.IntVar(&o.load.inflight, "inflight", 64, "requests in flight on each connection of the fill")
 	fs.DurationVar(&o.load.drain, "drain", 30*time.Second, "bound on waiting for a reply during the fill")
-	fs.DurationVar(&o.quiet, "quiet", 500*time.Millisecond, "a link-up is over once the link has been this long without a byte")
+	fs.DurationVar(&o.quiet, "quiet", time.Second, "a link-up is over once the link has been this long without a byte or a write under way")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on one link-up")
 	fs.BoolVar(&o.verify, "verify", true, "after each link-up, compare every client's record at A and B")
 	fs.StringVar(&o.dir, "dir", "", "`directory` for B's state file (default: a temporary one, removed at the end)")
@@ -272,8 +273,8 @@ func (r *resyncRun) linkUp(ctx context.Context, label string, frac float64) (res
 	if fi, err := os.Stat(r.state); err == nil {
 		row.StateBytes = fi.Size()
 	}
-	ab0, links0 := r.ta.peerBytes()
-	ba0, _ := r.tb.peerBytes()
+	ab0, links0, _ := r.ta.peerBytes()
+	ba0, _, _ := r.tb.peerBytes()
 	b, err := herd.New(herd.Config{Name: "Goloman", Addr: "127.0.0.1:0", Peers: []herd.Peer{{Name: "Hands", Addr: r.a.Addr().String()}},
 		Transport: &r.tb, StateFile: r.state, StateInterval: 1000 * time.Hour, MaxClients: max(r.o.clients, herd.DefaultMaxClients)})
 	if err != nil {
@@ -307,9 +308,9 @@ func (r *resyncRun) linkUp(ctx context.Context, label string, frac float64) (res
 				row.Identical = now.Sub(t0)
 			}
 		}
-		ab, _ := r.ta.peerBytes()
-		ba, _ := r.tb.peerBytes()
-		if ab+ba != last {
+		ab, _, wa := r.ta.peerBytes()
+		ba, _, wb := r.tb.peerBytes()
+		if ab+ba != last || wa+wb > 0 {
 			last, lastChange = ab+ba, now
 		}
 		if row.Identical > 0 && now.Sub(lastChange) >= r.o.quiet {
@@ -325,7 +326,7 @@ func (r *resyncRun) linkUp(ctx context.Context, label string, frac float64) (res
 			return row, ctx.Err()
 		}
 	}
-	_, links := r.ta.peerBytes()
+	_, links, _ := r.ta.peerBytes()
 	row.Links = links - links0
 	if r.o.verify {
 		row.Verified = true

@@ -57,7 +57,7 @@ type loadOptions struct {
 
 	// Set only by the tools that run a load inside a larger measurement
 	// (bench table, resync, prop); none has a flag.
-	totalClients int             // > 0: this many client IDs over all connections, instead of clients per connection
+	totalClients int             // > 0: this many client IDs (at least conns) over all connections, instead of clients per connection
 	run          string          // the client IDs' run tag; "" picks a new one
 	timeBase     int64           // client time of request 0, ns since the epoch; 0: now
 	fillFraction float64         // > 0: the prefill reports only this fraction of each connection's clients, evenly spread

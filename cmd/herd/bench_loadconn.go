@@ -138,6 +138,9 @@ func (lc *loadConn) appendRequest(buf []byte, seq uint64) []byte {
 // runFill reports each client of the prefill once, closed loop, and waits
 // for the replies. A server silent for o.drain ends it (as an error).
 func (lc *loadConn) runFill() {
+	if lc.fill == 0 {
+		return
+	}
 	rdone := make(chan struct{})
 	go func() {
 		defer close(rdone)

@@ -246,7 +246,7 @@ func TestBenchLoadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "load", "-clients", "0", "-prefill"}, {"bench", "load", "-clients", "-1"}, {"bench", "load", "-rate", "-5"},
 		{"bench", "prop", "-to", "x", "-load-addr", "y"}, {"bench", "prop", "-to", "x", "-load-rate", "10", "-load-conns", "0"},
-		{"bench", "table", "-clients", "0"}, {"bench", "table", "-steady", "0s"},
+		{"bench", "table", "-clients", "0"}, {"bench", "table", "-steady", "0s"}, {"bench", "table", "-clients", "3", "-conns", "4"},
 		{"bench", "resync", "-changed", "0.5,2"}, {"bench", "resync", "-changed", ""}, {"bench", "resync", "-clients", "0"},
 	} {
 		e, _, errOut := testEnv(nil)

@@ -113,8 +113,8 @@ func resyncFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		switch {
 		case o.clients < 1 || o.clients > 100_000_000:
 			return benchUsage(e, "resync", "-clients %d: want 1 to 100000000", o.clients)
-		case o.load.conns < 1 || o.load.conns > 1000:
-			return benchUsage(e, "resync", "-conns %d: want 1 to 1000", o.load.conns)
+		case o.load.conns < 1 || o.load.conns > min(1000, o.clients):
+			return benchUsage(e, "resync", "-conns %d: want 1 to 1000, and no more than -clients", o.load.conns)
 		case o.load.inflight < 1 || o.load.inflight > 1<<16:
 			return benchUsage(e, "resync", "-inflight %d: want 1 to 65536", o.load.inflight)
 		case o.load.drain <= 0 || o.quiet <= 0 || o.timeout <= 0:

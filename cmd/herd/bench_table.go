@@ -83,8 +83,8 @@ func tableFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		switch {
 		case o.clients < 1 || o.clients > 100_000_000:
 			return benchUsage(e, "table", "-clients %d: want 1 to 100000000", o.clients)
-		case o.load.conns < 1 || o.load.conns > 1000:
-			return benchUsage(e, "table", "-conns %d: want 1 to 1000", o.load.conns)
+		case o.load.conns < 1 || o.load.conns > min(1000, o.clients):
+			return benchUsage(e, "table", "-conns %d: want 1 to 1000, and no more than -clients", o.load.conns)
 		case o.load.inflight < 1 || o.load.inflight > 1<<16:
 			return benchUsage(e, "table", "-inflight %d: want 1 to 65536", o.load.inflight)
 		case o.load.duration <= 0:

@@ -1,12 +1,15 @@
 package main
 
-// bench.go: "herd bench", a load generator and measuring kit for any server
-// that speaks the herd protocol (PROTOCOL.md). It talks raw TCP and the wire
-// protocol only, never package herd internals, so it measures other
-// implementations as well as this one. The modes live in bench_load.go,
-// bench_prop.go, bench_idle.go and bench_echo.go; this file holds the
-// dispatcher and what they share: the latency histogram, percentiles and
-// the formatting of durations and client times.
+// bench.go: "herd bench", a load generator and measuring kit. load, prop,
+// idle and echo measure any server that speaks the herd protocol
+// (PROTOCOL.md): they talk raw TCP and the wire protocol only, never
+// package herd's internals, so they measure other implementations as well
+// as this one. table and resync run nodes in this process, through
+// package herd's public API only. The modes live in bench_load.go,
+// bench_prop.go, bench_idle.go, bench_echo.go, bench_table.go and
+// bench_resync.go; this file holds the dispatcher and what they share:
+// the latency histogram, percentiles and the formatting of durations and
+// client times.
 
 import (
 	"context"
@@ -27,18 +30,25 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "load|prop|idle|echo [flags]",
+		args:    "load|prop|idle|echo|table|resync [flags]",
 		summary: "measure a herd: throughput, propagation, memory per connection",
 		long: "Measures any server that speaks the herd protocol, over plain TCP on loopback or a LAN:\n\n" +
-			"  herd bench load -addr A [-conns 32] [-inflight 16] [-duration 10s] [-echo ADDR|inproc]\n" +
+			"  herd bench load -addr A [-conns 32] [-inflight 16] [-duration 10s] [-clients N] [-prefill] [-rate R] [-echo ADDR|inproc]\n" +
 			"      pipelined IAMAT load (every request a new report, so it floods); replies/s and latency\n" +
-			"      percentiles; with -echo, the same load against a line-echo server and the ratio\n" +
-			"  herd bench prop -from A -to B [-n 1000]\n" +
-			"      IAMAT at A, then WHATSAT CLIENT 1 0 at B until B has the record; propagation percentiles\n" +
+			"      percentiles; -rate R is open loop (latency from each request's scheduled time); -clients 0\n" +
+			"      makes every report a new client; with -echo, the same load against a line-echo server\n" +
+			"  herd bench prop -from A -to B [-n 1000] [-load-rate R [-load-clients N] [-load-addr X]]\n" +
+			"      IAMAT at A, then WHATSAT CLIENT 1 0 at B until B has the record; propagation percentiles,\n" +
+			"      idle or under a background open-loop load\n" +
 			"  herd bench idle -addr A [-n 10000] [-pid PID] [-hold D]\n" +
 			"      N idle client connections; the server's resident memory per connection\n" +
 			"  herd bench echo -addr A [-for D]\n" +
-			"      a bare line-echo server: this machine's ceiling for a line protocol\n\n" +
+			"      a bare line-echo server: this machine's ceiling for a line protocol\n" +
+			"  herd bench table [-clients 1000000] [-steady 10s]\n" +
+			"      one node in this process: fill N clients, then repeat reports; RSS and heap per record, GC CPU\n" +
+			"  herd bench resync [-clients 1000000] [-changed 0.001,0.01,1]\n" +
+			"      two linked nodes in this process: bytes and time of a link-up after a restart from the state\n" +
+			"      file, with a fraction of the clients changed meanwhile, against a full push\n\n" +
 			"\"herd bench MODE -h\" lists a mode's flags. docs/performance.md has the figures and how to\n" +
 			"reproduce them.",
 		flags: benchFlags,
@@ -53,21 +63,25 @@ type benchMode struct {
 }
 
 var benchModes = []*benchMode{
-	{"load", "[-addr A] [-conns C] [-inflight W] [-duration D] [-warmup D] [-expect MODE] [-echo ADDR|inproc] [-rounds R] [-json]",
-		"pipelined IAMAT load: replies/s and latency percentiles", loadFlags},
-	{"prop", "-from A -to B [-n N] [-timeout D] [-warmup N] [-json]",
+	{"load", "[-addr A] [-conns C] [-inflight W] [-duration D] [-warmup D] [-clients N] [-prefill] [-rate R] [-expect MODE] [-echo ADDR|inproc] [-rounds R] [-json]",
+		"pipelined IAMAT load, closed or open loop: replies/s and latency percentiles", loadFlags},
+	{"prop", "-from A -to B [-n N] [-timeout D] [-warmup N] [-load-rate R [-load-addr X] [-load-clients N] [-load-prefill] ...] [-json]",
 		"propagation time of a report from server A to server B", propFlags},
 	{"idle", "[-addr A] [-n N] [-pid PID] [-settle D] [-hold D] [-touch] [-json]",
 		"open N idle client connections and report the server's memory per connection", idleFlags},
 	{"echo", "[-addr A] [-for D]",
 		"a bare line-echo server, the baseline for load", echoFlags},
+	{"table", "[-clients N] [-conns C] [-inflight W] [-steady D] [-steady-rate R] [-json]",
+		"fill one in-process node with N clients; memory per record and collector CPU", tableFlags},
+	{"resync", "[-clients N] [-changed F,F,...] [-quiet D] [-json]",
+		"bytes and time of a link-up after a restart, with a fraction of the clients changed", resyncFlags},
 }
 
 func benchFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	return func(ctx context.Context, e *env, args []string) int {
 		c := lookup("bench")
 		if len(args) == 0 {
-			return usageError(e, c, "want a mode: load, prop, idle or echo")
+			return usageError(e, c, "want a mode: load, prop, idle, echo, table or resync")
 		}
 		var m *benchMode
 		for _, bm := range benchModes {
@@ -76,7 +90,7 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			}
 		}
 		if m == nil {
-			return usageError(e, c, "unknown mode %q (want load, prop, idle or echo)", args[0])
+			return usageError(e, c, "unknown mode %q (want load, prop, idle, echo, table or resync)", args[0])
 		}
 		mfs := flag.NewFlagSet("herd bench "+m.name, flag.ContinueOnError)
 		mfs.SetOutput(e.stderr)

@@ -1,31 +1,41 @@
 package main
 
-// bench_load.go: "herd bench load", closed-loop pipelined IAMAT load.
+// bench_load.go: "herd bench load", pipelined IAMAT load, closed or open
+// loop.
 //
-// Each connection keeps exactly -inflight requests outstanding: a writer
-// goroutine sends as many new requests as replies have come back, in one
-// write, and a reader goroutine reads replies with its own buffer, checks
-// each and records its latency from a ring of send times. Every request
-// is a new report (a client ID per connection and run, times strictly
-// increasing), so against a herd every one of them changes the table and
-// floods. At the end the writer half-closes; a server that follows the
+// Closed loop (no -rate): each connection keeps exactly -inflight
+// requests outstanding: a writer goroutine sends as many new requests as
+// replies have come back, in one write, and a reader goroutine reads
+// replies with its own buffer, checks each and records its latency from a
+// ring of send times. This measures the most a server answers, and the
+// latency of the generator's own queue at that rate.
+//
+// Open loop (-rate R): each connection sends its share of R on a fixed
+// schedule whatever the replies do (bench_sched.go), and a request's
+// latency counts from when it was due. -inflight does not limit it; the
+// report gives the most requests one connection had unanswered.
+//
+// Every request is a new report (times strictly increasing), so against a
+// herd every one changes the table and floods. Client IDs are formatted as
+// the requests are written, never stored: "bench-RUN-CONN-K" for client K
+// of connection CONN ("bench-RUN-CONN" with one client per connection).
+// With -prefill every client reports once, closed loop and unmeasured,
+// before the warm-up, so the measured reports are all repeat reports of
+// known clients; with -clients 0 every report is a client never seen
+// before. At the end the writer half-closes; a server that follows the
 // protocol answers everything pending and closes, and the reader stops at
 // EOF.
+//
+// The connections themselves are in bench_loadconn.go.
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -39,10 +49,41 @@ type loadOptions struct {
 	duration    time.Duration // the measured window
 	warmup      time.Duration // load before the window, not counted
 	expect      string        // auto, at, echo or any
-	clients     int           // client IDs per connection, used in turn
-	rate        float64       // requests per second over all connections; 0: as fast as replies come
+	clients     int           // client IDs per connection, used in turn; 0: every report a new client ID
+	prefill     bool          // report every client once, closed loop, before the warm-up
+	rate        float64       // requests per second over all connections, open loop; 0: closed loop
 	dialTimeout time.Duration
-	drain       time.Duration // bound on waiting for the last replies
+	drain       time.Duration // bound on waiting for the last replies (and, in the prefill, for any reply)
+
+	// Set only by the tools that run a load inside a larger measurement
+	// (bench table, resync, prop); none has a flag.
+	totalClients int             // > 0: this many client IDs (at least conns) over all connections, instead of clients per connection
+	run          string          // the client IDs' run tag; "" picks a new one
+	timeBase     int64           // client time of request 0, ns since the epoch; 0: now
+	fillFraction float64         // > 0: the prefill reports only this fraction of each connection's clients, evenly spread
+	stop         <-chan struct{} // closed: end the load now, as if the window were over
+	hooks        loadHooks
+}
+
+// loadHooks are called at the boundaries of a run's phases, from the
+// goroutine that runs it (windowStart from a timer's). Each may be nil.
+type loadHooks struct {
+	dialled     func() // connections open, nothing sent
+	filled      func() // the prefill is answered; the warm-up starts after the hook returns
+	windowStart func() // the measured window starts
+}
+
+// clientsOf returns how many client IDs connection i uses, 0 meaning a new
+// one for every report.
+func (o *loadOptions) clientsOf(i int) int {
+	if o.totalClients > 0 {
+		n := o.totalClients / o.conns
+		if i < o.totalClients%o.conns {
+			n++
+		}
+		return n
+	}
+	return o.clients
 }
 
 // loadResult is one run of load against one server.
@@ -51,17 +92,28 @@ type loadResult struct {
 	Replies  string         `json:"replies"` // what the replies were: "AT", "echo", "any" or "mixed"
 	Conns    int            `json:"conns"`
 	Inflight int            `json:"inflight"`
-	Clients  int            `json:"clients_per_conn"`
-	Offered  float64        `json:"offered_per_s,omitempty"` // -rate
+	Clients  int            `json:"clients_per_conn"` // 0: a new client ID for every report
+	Distinct uint64         `json:"distinct_clients"` // client IDs reported, prefill included
+	Offered  float64        `json:"offered_per_s,omitempty"`
+	OpenLoop bool           `json:"open_loop"`
 	Window   time.Duration  `json:"window_ns"`
 	Count    uint64         `json:"count"` // replies received in the window
 	Rate     float64        `json:"replies_per_s"`
-	Sent     uint64         `json:"sent"`     // requests sent, warm-up and window
-	Answered uint64         `json:"answered"` // replies received, warm-up, window and drain
+	Sent     uint64         `json:"sent"`     // requests sent after the prefill: warm-up and window
+	Answered uint64         `json:"answered"` // replies to those: warm-up, window and drain
 	Errors   uint64         `json:"errors"`   // bad replies, unanswered requests, connection failures
 	FirstErr string         `json:"first_error,omitempty"`
 	Latency  latencySummary `json:"latency"`
-	// CPU time over the whole run (warm-up, window and drain): this
+	// Open loop: the most requests one connection had unanswered, and how
+	// far behind schedule a writer fell at worst (the generator or the
+	// socket could not keep up; latencies still count from the schedule).
+	MaxOutstanding uint64        `json:"max_outstanding,omitempty"`
+	MaxLag         time.Duration `json:"max_lag_ns,omitempty"`
+	// Prefill: reports, time, and replies per second.
+	Filled   uint64        `json:"prefill_count,omitempty"`
+	FillTime time.Duration `json:"prefill_ns,omitempty"`
+	FillRate float64       `json:"prefill_per_s,omitempty"`
+	// CPU time after the prefill (warm-up, window and drain): this
 	// process's (the load generator's, and an -echo inproc server's) and,
 	// when its pid is known (a listener on this machine), the server's.
 	SelfCPU   time.Duration `json:"self_cpu_ns"`
@@ -71,42 +123,62 @@ type loadResult struct {
 	hist      *latHist
 }
 
+// loadFlagSet declares the flags of a load on fs, with the given prefix
+// ("" for bench load, "load-" for the background load of bench prop).
+func loadFlagSet(fs *flag.FlagSet, o *loadOptions, prefix string) {
+	fs.IntVar(&o.conns, prefix+"conns", 32, "client `connections`")
+	fs.IntVar(&o.inflight, prefix+"inflight", 16, "requests in flight on each connection, without -rate (with -rate: the prefill's only)")
+	fs.DurationVar(&o.warmup, prefix+"warmup", time.Second, "load before the window starts, not counted")
+	fs.IntVar(&o.clients, prefix+"clients", 1, "client IDs per connection, used in turn (each request is still a new report of its client); 0: every report a client never seen before")
+	fs.BoolVar(&o.prefill, prefix+"prefill", false, "first report every client once (closed loop, not measured), so the measured reports are repeat reports of known clients")
+	fs.Float64Var(&o.rate, prefix+"rate", 0, "open loop: send this many requests per second over all connections on a fixed schedule, whatever the replies do, with latency counted from each request's scheduled time (0: closed loop, a new request as soon as a reply comes)")
+	fs.StringVar(&o.expect, prefix+"expect", "auto", "what replies must be: at (AT lines), echo (the request echoed), any, or auto (decided by the first reply)")
+	fs.DurationVar(&o.dialTimeout, prefix+"dial-timeout", 5*time.Second, "bound on connecting")
+	fs.DurationVar(&o.drain, prefix+"drain", 5*time.Second, "bound on waiting for the last replies after the window")
+}
+
+// check returns what is wrong with o's flag values, or "".
+func (o *loadOptions) check(prefix string) string {
+	switch {
+	case o.conns < 1 || o.conns > 100000:
+		return fmt.Sprintf("-%sconns %d: want 1 to 100000", prefix, o.conns)
+	case o.inflight < 1 || o.inflight > 1<<16:
+		return fmt.Sprintf("-%sinflight %d: want 1 to 65536", prefix, o.inflight)
+	case o.duration <= 0:
+		return fmt.Sprintf("-%sduration %v: want more than 0", prefix, o.duration)
+	case o.warmup < 0:
+		return fmt.Sprintf("-%swarmup %v: want 0 or more", prefix, o.warmup)
+	case o.clients < 0 || o.clients > 1_000_000:
+		return fmt.Sprintf("-%sclients %d: want 0 (a new client for every report) to 1000000", prefix, o.clients)
+	case o.clients == 0 && o.prefill:
+		return fmt.Sprintf("-%sprefill: needs a number of clients (-%sclients 0 makes every report a new client)", prefix, prefix)
+	case o.rate < 0:
+		return fmt.Sprintf("-%srate %v: want 0 or more", prefix, o.rate)
+	case o.drain <= 0:
+		return fmt.Sprintf("-%sdrain %v: want more than 0", prefix, o.drain)
+	}
+	switch o.expect {
+	case "auto", "at", "echo", "any":
+	default:
+		return fmt.Sprintf("-%sexpect %q: want auto, at, echo or any", prefix, o.expect)
+	}
+	return ""
+}
+
 func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	var o loadOptions
 	fs.StringVar(&o.addr, "addr", DefaultAddr, "server `address`")
-	fs.IntVar(&o.conns, "conns", 32, "client `connections`")
-	fs.IntVar(&o.inflight, "inflight", 16, "requests in flight on each connection")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `window`")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the window starts, not counted")
-	fs.IntVar(&o.clients, "clients", 1, "client IDs per connection, used in turn (each request is still a new report of its client)")
-	fs.Float64Var(&o.rate, "rate", 0, "send at most this many requests per second over all connections (0: a new request as soon as a reply comes)")
-	fs.StringVar(&o.expect, "expect", "auto", "what replies must be: at (AT lines), echo (the request echoed), any, or auto (decided by the first reply)")
-	fs.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "bound on connecting")
-	fs.DurationVar(&o.drain, "drain", 5*time.Second, "bound on waiting for the last replies after the window")
+	loadFlagSet(fs, &o, "")
 	echoAddr := fs.String("echo", "", "also run the same load against the line-echo server at `ADDR` (\"inproc\": one in this process) and report the ratio")
 	rounds := fs.Int("rounds", 1, "with -echo: alternate server and echo this many times and report medians")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	return func(ctx context.Context, e *env, _ []string) int {
-		switch {
-		case o.conns < 1 || o.conns > 100000:
-			return benchUsage(e, "load", "-conns %d: want 1 to 100000", o.conns)
-		case o.inflight < 1 || o.inflight > 1<<16:
-			return benchUsage(e, "load", "-inflight %d: want 1 to 65536", o.inflight)
-		case o.duration <= 0:
-			return benchUsage(e, "load", "-duration %v: want more than 0", o.duration)
-		case o.warmup < 0:
-			return benchUsage(e, "load", "-warmup %v: want 0 or more", o.warmup)
-		case o.clients < 1 || o.clients > 1_000_000:
-			return benchUsage(e, "load", "-clients %d: want 1 to 1000000", o.clients)
-		case o.rate < 0:
-			return benchUsage(e, "load", "-rate %v: want 0 or more", o.rate)
-		case *rounds < 1 || *rounds > 1000:
-			return benchUsage(e, "load", "-rounds %d: want 1 to 1000", *rounds)
+		if msg := o.check(""); msg != "" {
+			return benchUsage(e, "load", "%s", msg)
 		}
-		switch o.expect {
-		case "auto", "at", "echo", "any":
-		default:
-			return benchUsage(e, "load", "-expect %q: want auto, at, echo or any", o.expect)
+		if *rounds < 1 || *rounds > 1000 {
+			return benchUsage(e, "load", "-rounds %d: want 1 to 1000", *rounds)
 		}
 		eo := o
 		if *echoAddr == "inproc" {
@@ -211,16 +283,27 @@ func printLoadRound(w io.Writer, i, n int, r *loadRound) {
 }
 
 func printLoad(w io.Writer, label string, r *loadResult) {
-	fmt.Fprintf(w, "%s %s: %.0f replies/s (%d %s replies in %s; %d conns x %d in flight",
-		label, r.Addr, r.Rate, r.Count, r.Replies, r.Window, r.Conns, r.Inflight)
-	if r.Clients > 1 {
+	fmt.Fprintf(w, "%s %s: %.0f replies/s (%d %s replies in %s; %d conns", label, r.Addr, r.Rate, r.Count, r.Replies, r.Window, r.Conns)
+	if r.OpenLoop {
+		fmt.Fprintf(w, ", open loop at %.0f/s", r.Offered)
+	} else {
+		fmt.Fprintf(w, " x %d in flight", r.Inflight)
+	}
+	switch {
+	case r.Clients == 0:
+		fmt.Fprintf(w, ", a new client for every report")
+	case r.Clients > 1:
 		fmt.Fprintf(w, ", %d clients each", r.Clients)
 	}
-	if r.Offered > 0 {
-		fmt.Fprintf(w, ", offered %.0f/s", r.Offered)
+	fmt.Fprintf(w, "; %d distinct client IDs)\n", r.Distinct)
+	if r.Filled > 0 {
+		fmt.Fprintf(w, "  prefill: %d first reports in %s (%.0f/s), not measured\n", r.Filled, fmtDur(r.FillTime), r.FillRate)
 	}
-	fmt.Fprintf(w, ")\n")
 	fmt.Fprintf(w, "  latency %s\n", r.Latency)
+	if r.OpenLoop {
+		fmt.Fprintf(w, "  latency from each request's scheduled time; at most %d unanswered on one connection, writers at most %s behind schedule\n",
+			r.MaxOutstanding, fmtDur(r.MaxLag))
+	}
 	if r.Answered > 0 && r.Elapsed > 0 {
 		per := func(d time.Duration) string {
 			return fmt.Sprintf("%.2fµs per reply, %.2f cores", float64(d)/1e3/float64(r.Answered), float64(d)/float64(r.Elapsed))
@@ -238,11 +321,19 @@ func printLoad(w io.Writer, label string, r *loadResult) {
 	fmt.Fprintln(w)
 }
 
-// runLoad runs one load against o.addr. It fails only when a connection
-// cannot be opened; everything that goes wrong later is counted in the
-// result's Errors.
+// runLoad runs one load against o.addr: the prefill if asked, then the
+// warm-up and the window. It fails only when a connection cannot be
+// opened; everything that goes wrong later is counted in the result's
+// Errors. A cancelled ctx ends the run early.
 func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
-	o.clients = max(o.clients, 1)
+	run := o.run
+	if run == "" {
+		run = runID()
+	}
+	base := o.timeBase
+	if base == 0 {
+		base = time.Now().UnixNano()
+	}
 	d := net.Dialer{Timeout: o.dialTimeout}
 	conns := make([]*loadConn, 0, o.conns)
 	defer func() {
@@ -250,35 +341,45 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 			lc.c.Close()
 		}
 	}()
-	run := runID()
-	wall := time.Now().UnixNano()
 	for i := 0; i < o.conns; i++ {
 		c, err := d.DialContext(ctx, "tcp", o.addr)
 		if err != nil {
 			return nil, fmt.Errorf("connection %d of %d: %w", i+1, o.conns, err)
 		}
-		lc := &loadConn{
-			o:    &o,
-			c:    c,
-			base: wall,
-			ring: make([]atomic.Int64, o.inflight),
-			wake: make(chan struct{}, 1),
-			hist: newLatHist(),
+		conns = append(conns, newLoadConn(&o, c, i, run, base))
+	}
+	// A cancelled ctx closes the connections: every read and write fails
+	// at once, whatever phase the run is in.
+	defer context.AfterFunc(ctx, func() {
+		for _, lc := range conns {
+			lc.c.Close()
 		}
-		for k := 0; k < o.clients; k++ {
-			id := "bench-" + run + "-" + strconv.Itoa(i)
-			if o.clients > 1 {
-				id += "-" + strconv.Itoa(k)
-			}
-			lc.prefixes = append(lc.prefixes, []byte("IAMAT "+id+" "+benchLocation+" "))
+	})()
+	if o.hooks.dialled != nil {
+		o.hooks.dialled()
+	}
+
+	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Clients: o.clientsOf(0),
+		Offered: o.rate, OpenLoop: o.rate > 0, hist: newLatHist()}
+	if o.prefill {
+		t := time.Now()
+		var wg sync.WaitGroup
+		for _, lc := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lc.runFill()
+			}()
 		}
-		switch o.expect {
-		case "at":
-			lc.kind = "AT"
-		case "echo", "any":
-			lc.kind = o.expect
+		wg.Wait()
+		res.FillTime = time.Since(t)
+		for _, lc := range conns {
+			res.Filled += lc.recvd.Load()
 		}
-		conns = append(conns, lc)
+		res.FillRate = float64(res.Filled) / res.FillTime.Seconds()
+	}
+	if o.hooks.filled != nil {
+		o.hooks.filled()
 	}
 
 	serverPid := 0
@@ -293,294 +394,49 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 	stop := make(chan struct{})
 	var stopOnce sync.Once
 	halt := func() { stopOnce.Do(func() { close(stop) }) }
-	timer := time.AfterFunc(time.Duration(winEnd), halt)
-	defer timer.Stop()
+	if o.rate == 0 {
+		// Open-loop writers stop by their schedule, after sending every
+		// request due before the end, even late ones.
+		defer time.AfterFunc(time.Duration(winEnd), halt).Stop()
+	}
 	defer context.AfterFunc(ctx, halt)()
+	if o.stop != nil {
+		ended := make(chan struct{})
+		defer close(ended)
+		go func() {
+			select {
+			case <-o.stop:
+				halt()
+			case <-ended:
+			}
+		}()
+	}
+	if o.hooks.windowStart != nil {
+		defer time.AfterFunc(time.Duration(winStart), o.hooks.windowStart).Stop()
+	}
 
 	var wg sync.WaitGroup
 	for _, lc := range conns {
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lc.write(stop, winEnd, now)
-			// Half-close: the server answers what is pending, then closes.
-			if cw, ok := lc.c.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-			lc.c.SetReadDeadline(time.Now().Add(o.drain))
-		}()
-		go func() {
-			defer wg.Done()
-			lc.read(winStart, winEnd, now)
+			lc.runMain(stop, winStart, winEnd, now)
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Duration(now())
-	window := time.Duration(max(min(int64(elapsed), winEnd)-winStart, 0))
-
-	res := &loadResult{Addr: o.addr, Conns: o.conns, Inflight: o.inflight, Window: window, Elapsed: elapsed, hist: newLatHist(),
-		Clients: o.clients, Offered: o.rate}
+	res.Window = time.Duration(max(min(int64(elapsed), winEnd)-winStart, 0))
+	res.Elapsed = elapsed
 	res.SelfCPU = processCPU() - selfCPU0
 	if serverPid != 0 {
 		res.ServerPid, res.ServerCPU = serverPid, procCPU(serverPid)-serverCPU0
 	}
 	for _, lc := range conns {
-		res.Count += lc.counted
-		res.Sent += lc.sent.Load()
-		res.Answered += lc.recvd.Load()
-		res.Errors += lc.errs
-		if lost := lc.sent.Load() - lc.recvd.Load(); lost > 0 {
-			res.Errors += lost
-			lc.noteErr(fmt.Sprintf("%d requests unanswered", lost))
-		}
-		if res.FirstErr == "" {
-			res.FirstErr = lc.firstErr
-		}
-		if lc.writeErr != nil {
-			res.Errors++
-			if res.FirstErr == "" {
-				res.FirstErr = "write: " + lc.writeErr.Error()
-			}
-		}
-		res.hist.merge(lc.hist)
-		switch {
-		case res.Replies == "":
-			res.Replies = lc.kind
-		case lc.kind != "" && lc.kind != res.Replies:
-			res.Replies = "mixed"
-		}
+		lc.addTo(res)
 	}
-	if window > 0 {
-		res.Rate = float64(res.Count) / window.Seconds()
+	if res.Window > 0 {
+		res.Rate = float64(res.Count) / res.Window.Seconds()
 	}
 	res.Latency = res.hist.summary()
 	return res, nil
-}
-
-// loadConn is one connection of a load run.
-type loadConn struct {
-	o        *loadOptions
-	c        net.Conn
-	prefixes [][]byte // "IAMAT <client> <location> ", one per client ID
-	base     int64    // client time of request 0, ns since the epoch
-
-	ring  []atomic.Int64 // send time of request i at i % inflight (ns since t0)
-	sent  atomic.Uint64  // requests handed to the connection (stored before the write)
-	recvd atomic.Uint64  // replies read
-	wake  chan struct{}  // the reader freed room for more requests
-
-	writeErr error // writer only
-
-	// Reader only.
-	hist     *latHist
-	counted  uint64 // replies received in the window
-	kind     string // "AT", "echo", "any", or "" until the first reply decides
-	errs     uint64
-	firstErr string
-}
-
-// write keeps inflight requests outstanding until stop is closed or end
-// (ns since t0) has passed.
-func (lc *loadConn) write(stop <-chan struct{}, end int64, now func() int64) {
-	w := uint64(len(lc.ring))
-	buf := make([]byte, 0, int(w)*(len(lc.prefixes[0])+32))
-	var seq uint64
-	// With a rate, request k is due at k/perConn seconds after t0.
-	perConn := lc.o.rate / float64(lc.o.conns)
-	var pace *time.Timer
-	if perConn > 0 {
-		pace = time.NewTimer(time.Hour)
-		defer pace.Stop()
-	}
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		t := now()
-		if t >= end {
-			return
-		}
-		free := w - (seq - lc.recvd.Load())
-		if free == 0 {
-			select {
-			case <-lc.wake:
-			case <-stop:
-				return
-			}
-			continue
-		}
-		if perConn > 0 {
-			due := uint64(float64(t)/1e9*perConn) + 1 // requests due by now
-			if due <= seq {
-				next := time.Duration(float64(seq) / perConn * 1e9)
-				pace.Reset(next - time.Duration(t))
-				select {
-				case <-pace.C:
-				case <-stop:
-					return
-				}
-				continue
-			}
-			free = min(free, due-seq)
-		}
-		buf = buf[:0]
-		for k := seq; k < seq+free; k++ {
-			buf = append(buf, lc.prefixes[k%uint64(len(lc.prefixes))]...)
-			buf = appendClientTime(buf, lc.base+int64(k))
-			buf = append(buf, '\n')
-			lc.ring[k%w].Store(t)
-		}
-		seq += free
-		lc.sent.Store(seq)
-		if _, err := lc.c.Write(buf); err != nil {
-			lc.writeErr = err
-			return
-		}
-	}
-}
-
-// processCPU returns the CPU time (user and system) this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// procCPU returns the CPU time (user and system) process pid has used, from
-// /proc/PID/stat, or 0 if it is unknown.
-func procCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses and may
-	// hold anything: state is the 3rd field, utime the 14th, stime the 15th.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	const clockTicks = 100 // USER_HZ, 100 on every Linux that Go supports
-	return time.Duration(utime+stime) * (time.Second / clockTicks)
-}
-
-// maxReplyBytes bounds one reply line in load; IAMAT replies are about
-// 100 bytes.
-const maxReplyBytes = 64 << 10
-
-// read reads and checks replies until EOF, an error or the drain deadline.
-func (lc *loadConn) read(winStart, winEnd int64, now func() int64) {
-	w := uint64(len(lc.ring))
-	buf := make([]byte, maxReplyBytes)
-	start, end := 0, 0
-	var idx uint64
-	for {
-		n, err := lc.c.Read(buf[end:])
-		t := now()
-		end += n
-		got := uint64(0)
-		for {
-			i := bytes.IndexByte(buf[start:end], '\n')
-			if i < 0 {
-				break
-			}
-			line := buf[start : start+i]
-			start += i + 1
-			r := idx + got
-			if r >= lc.sent.Load() {
-				lc.noteErr(fmt.Sprintf("a reply nobody asked for: %q", truncate(line, 80)))
-				lc.errs++
-				lc.recvd.Store(r)
-				return
-			}
-			lc.check(line)
-			if t >= winStart && t < winEnd {
-				lc.hist.record(t - lc.ring[r%w].Load())
-				lc.counted++
-			}
-			got++
-		}
-		if got > 0 {
-			idx += got
-			lc.recvd.Store(idx)
-			select {
-			case lc.wake <- struct{}{}:
-			default:
-			}
-		}
-		switch {
-		case start == end:
-			start, end = 0, 0
-		case end == len(buf):
-			if start == 0 {
-				lc.noteErr(fmt.Sprintf("a reply longer than %d bytes", len(buf)))
-				lc.errs++
-				return
-			}
-			end = copy(buf, buf[start:end])
-			start = 0
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) || idx < lc.sent.Load() {
-				lc.noteErr("read: " + err.Error())
-			}
-			if start < end {
-				lc.noteErr(fmt.Sprintf("a partial reply at the end: %q", truncate(buf[start:end], 80)))
-				lc.errs++
-			}
-			return
-		}
-	}
-}
-
-// check counts line as an error unless it is the kind of reply expected.
-func (lc *loadConn) check(line []byte) {
-	ok := true
-	switch lc.kind {
-	case "":
-		switch {
-		case bytes.HasPrefix(line, []byte("AT ")):
-			lc.kind = "AT"
-		case bytes.HasPrefix(line, []byte("IAMAT ")):
-			lc.kind = "echo"
-		default:
-			ok = false
-		}
-	case "AT":
-		ok = bytes.HasPrefix(line, []byte("AT "))
-	case "echo":
-		ok = bytes.HasPrefix(line, []byte("IAMAT "))
-	}
-	if !ok {
-		lc.errs++
-		lc.noteErr(fmt.Sprintf("unexpected reply %q", truncate(line, 80)))
-	}
-}
-
-func (lc *loadConn) noteErr(s string) {
-	if lc.firstErr == "" {
-		lc.firstErr = s
-	}
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
 }

@@ -7,11 +7,17 @@ package main
 // sample is the time from writing the IAMAT to reading B's first reply
 // that has it, so it includes the client's hop to A and is coarse by up
 // to one WHATSAT round trip on B.
+//
+// With -load-rate R, an open-loop IAMAT load of R requests per second
+// (bench_load.go) runs in the background at -load-addr (default A)
+// while the samples are taken, so that propagation can be measured at a
+// known fraction of the peak rate rather than only idle or saturated.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -24,6 +30,13 @@ type propOptions struct {
 	timeout     time.Duration // bound on one sample
 	interval    time.Duration // pause between samples
 	dialTimeout time.Duration
+}
+
+// propReport is what prop prints: the samples and, with -load-rate, the
+// background load that ran meanwhile.
+type propReport struct {
+	propResult
+	Load *loadResult `json:"load,omitempty"`
 }
 
 type propResult struct {
@@ -46,8 +59,22 @@ func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	fs.DurationVar(&o.timeout, "timeout", time.Second, "bound on one sample")
 	fs.DurationVar(&o.interval, "interval", time.Millisecond, "pause between samples, so that each flood has finished")
 	fs.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "bound on connecting")
+	var lo loadOptions
+	fs.StringVar(&lo.addr, "load-addr", "", "`address` of the background load (default: -from)")
+	loadFlagSet(fs, &lo, "load-")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	return func(ctx context.Context, e *env, _ []string) int {
+		if lo.rate > 0 {
+			lo.duration = 1000 * time.Hour // until the samples are taken
+			if msg := lo.check("load-"); msg != "" {
+				return benchUsage(e, "prop", "%s", msg)
+			}
+			if lo.addr == "" {
+				lo.addr = o.from
+			}
+		} else if lo.rate < 0 || lo.addr != "" {
+			return benchUsage(e, "prop", "a background load needs -load-rate above 0")
+		}
 		switch {
 		case o.to == "":
 			return benchUsage(e, "prop", "-to is required")
@@ -60,14 +87,24 @@ func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		case o.interval < 0:
 			return benchUsage(e, "prop", "-interval %v: want 0 or more", o.interval)
 		}
-		res, err := runProp(ctx, o)
+		var res *propResult
+		var load *loadResult
+		var err error
+		if lo.rate > 0 {
+			res, load, err = runPropUnderLoad(ctx, o, lo)
+		} else {
+			res, err = runProp(ctx, o)
+		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "herd bench prop: %v\n", err)
 			return exitFailure
 		}
 		if *asJSON {
-			writeJSON(e, res)
+			writeJSON(e, propReport{*res, load})
 		} else {
+			if load != nil {
+				printLoad(e.stdout, "background load", load)
+			}
 			fmt.Fprintf(e.stdout, "prop %s -> %s: %d samples, %d lost, %d mismatched, %.1f WHATSAT polls per sample\n",
 				res.From, res.To, res.Samples, res.Lost, res.Mismatches, res.Polls)
 			fmt.Fprintf(e.stdout, "  propagation %s\n", res.Latency)
@@ -75,7 +112,7 @@ func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstErr)
 			}
 		}
-		if res.Lost > 0 || res.Mismatches > 0 || res.Samples == 0 {
+		if res.Lost > 0 || res.Mismatches > 0 || res.Samples == 0 || load != nil && load.Errors > 0 {
 			return exitFailure
 		}
 		return exitOK
@@ -241,4 +278,40 @@ func runProp(ctx context.Context, o propOptions) (*propResult, error) {
 		return nil, ctx.Err()
 	}
 	return res, nil
+}
+
+// runPropUnderLoad starts the open-loop load lo, takes the samples once
+// its window has started (after its prefill and warm-up), then ends it
+// and waits for its last replies.
+func runPropUnderLoad(ctx context.Context, o propOptions, lo loadOptions) (*propResult, *loadResult, error) {
+	started, stop := make(chan struct{}), make(chan struct{})
+	lo.stop = stop
+	lo.hooks.windowStart = func() { close(started) }
+	type loadDone struct {
+		res *loadResult
+		err error
+	}
+	done := make(chan loadDone, 1)
+	go func() {
+		res, err := runLoad(ctx, lo)
+		done <- loadDone{res, err}
+	}()
+	select {
+	case <-started:
+	case d := <-done:
+		if d.err == nil {
+			d.err = errors.New("ended before its window started")
+		}
+		return nil, nil, fmt.Errorf("background load: %w", d.err)
+	}
+	res, err := runProp(ctx, o)
+	close(stop)
+	d := <-done
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.err != nil {
+		return nil, nil, fmt.Errorf("background load: %w", d.err)
+	}
+	return res, d.res, nil
 }

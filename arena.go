@@ -34,9 +34,8 @@ type arena struct {
 	head int      // segment being appended to; -1 before the first record
 
 	liveBytes, usedBytes int
+	alloc                segAlloc
 }
-
-func newArena() arena { return arena{head: -1} }
 
 // arenaPut appends a record to a and returns where it is.
 func arenaPut[T ~string | ~[]byte](a *arena, line T, sec int64, nsec int32) ref {
@@ -69,7 +68,12 @@ func (a *arena) newSeg(need int) int {
 		a.free = a.free[:len(a.free)-1]
 		return s
 	}
-	b := make([]byte, max(segSize, need))
+	var b []byte
+	if need <= segSize {
+		b = a.alloc.get()
+	} else {
+		b = make([]byte, need) // an outsize line gets a segment of its own
+	}
 	for i, seg := range a.segs {
 		if seg == nil {
 			a.segs[i] = b

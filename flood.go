@@ -59,7 +59,11 @@ type slot struct {
 // pos is a slot's place in the index; valid until the table next changes.
 type pos struct{ shard, i int }
 
-func newTable(key hashKey) *table { return &table{key: key, arena: newArena()} }
+func newTable(key hashKey) *table {
+	t := &table{key: key}
+	t.arena = arena{head: -1, alloc: newSegAlloc(t)}
+	return t
+}
 
 // clientHash is the hash the table files client under (never 0).
 func (t *table) clientHash(client []byte) uint64 { return hashBytes(t.key, client) | 1 }

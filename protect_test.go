@@ -93,7 +93,7 @@ func forgeHello(t *testing.T, addr, dialer, acceptor string) *forger {
 	}
 	t.Cleanup(func() { c.Close() })
 	f := &forger{t: t, c: c, r: bufio.NewReader(c)}
-	f.want = fmt.Sprintf("HERD 1 %s %s 00112233445566778899aabbccddeeff", dialer, acceptor)
+	f.want = fmt.Sprintf("HERD 2 %s %s 00112233445566778899aabbccddeeff", dialer, acceptor)
 	f.send(f.want + "\n")
 	return f
 }
@@ -124,7 +124,7 @@ func (f *forger) auth(key []byte, more string) (authLine, answer string) {
 	}
 	hello := strings.Fields(f.want)
 	h := hmac.New(sha256.New, key)
-	fmt.Fprintf(h, "herd/1 dial\n%s\n%s\n%s\n%s", hello[2], hello[3], hello[4], ok[2])
+	fmt.Fprintf(h, "herd/2 dial\n%s\n%s\n%s\n%s", hello[2], hello[3], hello[4], ok[2])
 	authLine = "HERD-AUTH " + hex.EncodeToString(h.Sum(nil))
 	f.send(authLine + "\n" + more)
 	return authLine, f.line()

@@ -140,14 +140,14 @@ func forgedPeerRefused(t *testing.T, addr string) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	nonceD := "00112233445566778899aabbccddeeff"
-	fmt.Fprintf(c, "HERD 1 Goloman Hands %s\n", nonceD)
+	fmt.Fprintf(c, "HERD 2 Goloman Hands %s\n", nonceD)
 	ok, err := r.ReadString('\n')
 	f := strings.Fields(ok)
 	if err != nil || len(f) != 4 || f[0] != "HERD-OK" {
 		t.Fatalf("hello answered %q, %v", ok, err)
 	}
 	h := hmac.New(sha256.New, nil)
-	fmt.Fprintf(h, "herd/1 dial\nGoloman\nHands\n%s\n%s", nonceD, f[2])
+	fmt.Fprintf(h, "herd/2 dial\nGoloman\nHands\n%s\n%s", nonceD, f[2])
 	auth := "HERD-AUTH " + hex.EncodeToString(h.Sum(nil))
 	fmt.Fprintf(c, "%s\nAT Goloman +0.000000000 victim.example +1.0+1.0 1520023934.5\n", auth)
 	if got, _ := io.ReadAll(r); string(got) != "? "+auth+"\n" {

@@ -3,6 +3,7 @@ package herd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,61 @@ func TestLinkUpFillsAnEmptyTable(t *testing.T) {
 				t.Fatalf("%d records", got)
 			}
 		})
+	}
+}
+
+// TestHostileSummariesRefused: an authenticated neighbour that sends
+// malformed, inconsistent or endless sync lines gets each refused and
+// counted, without harm: the link stays up, the table unchanged, and
+// records still flow.
+func TestHostileSummariesRefused(t *testing.T) {
+	secret := []byte("s3cret")
+	logs := newLogSink()
+	hands := startNode(t, Config{Name: "Hands", Peers: []Peer{{Name: "Goloman", Addr: "127.0.0.1:1"}}, Secret: secret, Clock: kiwiClock(), Logger: logs.logger()})
+	offerClients(t, hands, 0, 100, 1)
+	zeros := func(n int) string { return b64.EncodeToString(make([]byte, n)) }
+	bad := []string{
+		"SUM 0 0 " + zeros(16),    // level 0 is never sent
+		"SUM 5 0 " + zeros(16),    // below the leaves
+		"SUM 1 1 " + zeros(16),    // level 1 has one parent
+		"SUM 4 4096 " + zeros(16), // no such parent
+		"SUM 1 0 !!!!",            // not base64
+		"SUM 1 0 " + zeros(15),    // 15 children
+		"SUM 1 0 " + zeros(17),    // 17 children
+		"SUM 1 0 " + b64.EncodeToString([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), // a count past 2^32
+		"SUM 1 0",                         // no data
+		"HAVE 4 65536 -",                  // no such leaf
+		"HAVE 4 0 " + zeros(8*(maxIDs+1)), // too many hashes
+		"WANT 4 0 " + zeros(7),            // not whole hashes
+		"PUSH 1",                          // no range
+		"PUSH x 0",                        // not a number
+		"HAVE -1 0 -",
+	}
+	f := forgeHello(t, hands.Addr().String(), "Goloman", "Hands")
+	if _, got := f.auth(secret, strings.Join(bad, "\n")+"\n"); got != "HERD-WELCOME\n" {
+		t.Fatalf("auth answered %q", got)
+	}
+	waitNode(t, hands, "every bad line refused", func(n *Node) bool { return n.Stats().SyncRefused == uint64(len(bad)) })
+	logs.waitFor(t, `msg="bad sync line from peer"`, `why="level out of range"`, `why="not one fingerprint per child"`)
+
+	// Past the budget a sync line is refused too, however well formed:
+	// an endless stream of them costs the node bounded work.
+	before := hands.Stats()
+	const extra = 3
+	var b strings.Builder
+	for range maxSyncLines + extra { // refused lines spend no budget
+		b.WriteString("PUSH 4 65535\n")
+	}
+	// Lines are handled in order: once the record after them is in, so
+	// are they. The link still carries records.
+	b.WriteString("AT Goloman +0.000000000 still.flows +1.0+1.0 5\n")
+	f.send(b.String())
+	waitNode(t, hands, "a record after the noise", hasLine("still.flows", "AT Goloman +0.000000000 still.flows +1.0+1.0 5"))
+	st := hands.Stats()
+	if handled := st.SyncLines + st.SyncRefused - before.SyncLines - before.SyncRefused; handled != uint64(maxSyncLines+extra) || st.SyncRefused-before.SyncRefused != extra || st.LinksUp != 1 {
+		t.Fatalf("after the budget: %d lines handled, %+v", handled, st)
+	}
+	if got := len(hands.Records()); got != 101 {
+		t.Fatalf("%d records", got)
 	}
 }

@@ -229,6 +229,7 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	s.timeIAMATs()
 	s.publishCounts()
 	s.st.beginWrite(s.n)
 	_, err := s.c.Write(s.out)

@@ -282,6 +282,8 @@ type link struct {
 	failed atomic.Bool
 	once   sync.Once
 
+	sent, received atomic.Uint64 // records, for LinkStatus (observe.go)
+
 	// Guarded by n.mu: the records waiting for the writer, in the order
 	// they were queued; the queue's generation, node-wide unique and
 	// renewed each time the writer takes the queue; and the link's slot,
@@ -387,6 +389,7 @@ func (n *Node) runLink(s *session, peer string) string {
 	s.st.peer.Store(true)
 	n.mu.Lock()
 	n.addLink(l)
+	n.observeLink(l, true)
 	snapshot := n.table.snapshot()
 	n.notifyLocked()
 	n.mu.Unlock()
@@ -406,6 +409,7 @@ func (n *Node) runLink(s *session, peer string) string {
 		n.links = slices.Delete(n.links, i, i+1)
 		n.notifyLocked()
 	}
+	n.observeLink(l, false)
 	n.mu.Unlock()
 	n.stats.linkDrops.Add(1)
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "peer link dropped", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", why))
@@ -426,6 +430,7 @@ func (n *Node) linkReader(l *link) string {
 			}
 			return "read: " + err.Error()
 		}
+		l.received.Add(1)
 		if s.logLines {
 			logLine(n, s.id, "in", line)
 		}
@@ -442,7 +447,9 @@ func (n *Node) linkReader(l *link) string {
 			n.log.LogAttrs(n.ctx, slog.LevelWarn, "bad record from peer", slog.String("conn", s.id), slog.String("peer", l.peer), slog.String("line", string(line)))
 			continue
 		}
-		n.offer(rec, l.peer)
+		if _, res := n.offer(rec, l.peer); res == offerChanged {
+			n.floodArrived(l.peer, &rec, s.recv)
+		}
 	}
 }
 
@@ -472,6 +479,7 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		}
 		return true
 	}
+	l.sent.Add(uint64(len(snapshot)))
 	for _, r := range snapshot {
 		logLine(n, l.s.id, "out", r.Line)
 		buf = append(append(buf, r.Line...), '\n')
@@ -490,6 +498,7 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		case <-l.wake:
 		}
 		batch = n.takeQueue(l, batch)
+		l.sent.Add(uint64(len(batch)))
 		logLines := n.log.Enabled(n.ctx, slog.LevelInfo)
 		for _, line := range batch {
 			if logLines {

@@ -1,0 +1,379 @@
+package herd
+
+// observe.go: what a node tells monitoring (package herdhttp builds
+// Prometheus metrics, health checks and the status page on it): timings
+// through Config.Observer, and the observation methods LinkStatus,
+// RecentUpdates, SampleRecords and Ready. Everything here is read under
+// the locks the node already takes, and nothing on a client's or a link's
+// path waits for it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Observer receives a node's timings, for metrics. The node calls its
+// methods on its own goroutines (client sessions, link readers, WHATSAT
+// calls), possibly concurrently; they must be safe for concurrent use,
+// return quickly and never block, and must not call back into the node.
+// A nil [Config.Observer] means none, and costs nothing.
+type Observer interface {
+	// FloodLag reports, for each record from neighbour peer that changed
+	// this node's table, the time from the record's server receive time
+	// (the AT line's client time plus its time difference) to its arrival
+	// here. It is negative when the two servers' clocks disagree by more
+	// than the lag.
+	FloodLag(peer string, d time.Duration)
+	// IAMAT reports the time from reading client commands to having their
+	// replies ready to write, once per write that carries IAMAT replies:
+	// a batch of pipelined commands read together is one observation, of
+	// its slowest (last) reply.
+	IAMAT(d time.Duration)
+	// Places reports one call of the Places provider for WHATSAT: how long
+	// it took and its error, if any.
+	Places(d time.Duration, err error)
+}
+
+// LinkStatus is the state of the link to one configured neighbour.
+type LinkStatus struct {
+	// Peer and Addr are the neighbour's name and address, as configured.
+	Peer, Addr string
+	// Dials is true when this node dials the neighbour (its name sorts
+	// after this node's); otherwise the neighbour dials this node.
+	Dials bool
+	// Up is true while an authenticated link is up.
+	Up bool
+	// Since is when the link came up (Up) or went down; before the first
+	// link-up it is when the node started (zero before Start).
+	Since time.Time
+	// LastUp is when a link to the neighbour last came up; zero if none
+	// has.
+	LastUp time.Time
+	// Ups counts the link-ups since the node started.
+	Ups uint64
+	// Sent and Received count the records (AT lines) sent to and received
+	// from the neighbour over every link since [New].
+	Sent, Received uint64
+	// Backlog is the number of records waiting to be sent on the link.
+	Backlog int
+}
+
+// Update is one change of a node's table, as [Node.RecentUpdates] reports
+// it.
+type Update struct {
+	Record
+	// From is the neighbour the record came from, or "" when a client of
+	// this node reported it.
+	From string
+}
+
+// recentUpdates is how many table changes a node remembers for
+// RecentUpdates.
+const recentUpdates = 32
+
+// sampleChunk is how many clients SampleRecords looks at per hold of the
+// node's lock, so that a large table never keeps clients waiting long.
+const sampleChunk = 4096
+
+// observeState is the node's bookkeeping for the observation methods.
+// Guarded by n.mu.
+type observeState struct {
+	start  time.Time // when the node started listening
+	peers  []peerObs // per Config.Peers entry, same order; nil before Start
+	recent []Update  // ring of the last recentUpdates changes
+	next   int       // where the next change goes in recent
+	timing Observer  // Config.Observer, set by New; read-only after
+}
+
+// peerObs is what a node remembers of one neighbour across its links.
+type peerObs struct {
+	live           []*link // links up or still winding down
+	sent, received uint64  // counts of links that have ended
+	up             bool
+	since, lastUp  time.Time
+	ups            uint64
+}
+
+// observeStart records the start time. Called with n.mu held.
+func (n *Node) observeStart() {
+	n.obs.start = n.clock.Now()
+	n.obs.peers = make([]peerObs, len(n.cfg.Peers))
+}
+
+// peerIndex returns the index of peer in Config.Peers, or -1.
+func (n *Node) peerIndex(peer string) int {
+	i, ok := slices.BinarySearchFunc(n.cfg.Peers, peer, func(p Peer, name string) int { return strings.Compare(p.Name, name) })
+	if !ok || n.obs.peers == nil {
+		return -1
+	}
+	return i
+}
+
+// observeLink records that l came up (up) or has ended. Called with n.mu
+// held, after l was added to or removed from n.links.
+func (n *Node) observeLink(l *link, up bool) {
+	i := n.peerIndex(l.peer)
+	if i < 0 {
+		return
+	}
+	p := &n.obs.peers[i]
+	now := n.clock.Now()
+	if up {
+		p.live = append(p.live, l)
+		p.up, p.since, p.lastUp = true, now, now
+		p.ups++
+		return
+	}
+	if k := slices.Index(p.live, l); k >= 0 {
+		p.live = slices.Delete(p.live, k, k+1)
+		p.sent += l.sent.Load()
+		p.received += l.received.Load()
+	}
+	if !slices.ContainsFunc(n.links, func(o *link) bool { return o.peer == l.peer }) {
+		p.up, p.since = false, now
+	}
+}
+
+// backlog returns the number of records waiting on l. Called with n.mu
+// held.
+func (l *link) backlog() int { return len(l.queue) }
+
+// LinkStatus returns the state of the link to every configured neighbour,
+// sorted by name. It does not block on I/O.
+func (n *Node) LinkStatus() []LinkStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]LinkStatus, len(n.cfg.Peers))
+	for i, p := range n.cfg.Peers {
+		s := LinkStatus{Peer: p.Name, Addr: p.Addr, Dials: p.Name > n.cfg.Name, Since: n.obs.start}
+		if n.obs.peers != nil {
+			o := &n.obs.peers[i]
+			s.Sent, s.Received = o.sent, o.received
+			for _, l := range o.live {
+				s.Sent += l.sent.Load()
+				s.Received += l.received.Load()
+			}
+			s.Up, s.LastUp, s.Ups = o.up, o.lastUp, o.ups
+			if !o.since.IsZero() {
+				s.Since = o.since
+			}
+		}
+		if k, ok := slices.BinarySearchFunc(n.links, p.Name, func(l *link, name string) int { return strings.Compare(l.peer, name) }); ok {
+			s.Backlog = n.links[k].backlog()
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// recordUpdate remembers a table change for RecentUpdates. Called with
+// n.mu held.
+func (n *Node) recordUpdate(r Record, from string) {
+	if n.obs.recent == nil {
+		n.obs.recent = make([]Update, 0, recentUpdates)
+	}
+	u := Update{Record: r, From: from}
+	if len(n.obs.recent) < recentUpdates {
+		n.obs.recent = append(n.obs.recent, u)
+	} else {
+		n.obs.recent[n.obs.next] = u
+	}
+	n.obs.next = (n.obs.next + 1) % recentUpdates
+}
+
+// RecentUpdates returns the node's most recent table changes, newest
+// first: at most 32.
+func (n *Node) RecentUpdates() []Update {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.obs.recent
+	out := make([]Update, 0, len(r))
+	for k := 1; k <= len(r); k++ {
+		out = append(out, r[(n.obs.next-k+len(r))%len(r)])
+	}
+	return out
+}
+
+// SampleRecords returns at most max stored records, sorted by client ID:
+// all of them when the table holds no more, otherwise the clients whose
+// IDs hash lowest (64-bit FNV-1a), a sample that stays the same from call
+// to call and grows and shrinks smoothly with the table. It looks at every
+// client, but releases the node's lock every few thousand, so that a large
+// table costs the caller time and never stalls clients or links; a record
+// that changes meanwhile may be seen before or after the change.
+func (n *Node) SampleRecords(max int) []Record {
+	if max <= 0 {
+		return nil
+	}
+	type pick struct {
+		h uint64
+		r Record
+	}
+	var picks []pick // a max-heap on h once it holds max picks
+	less := func(a, b pick) bool { return a.h > b.h }
+	n.mu.Lock()
+	seen := 0
+	for client, e := range n.table.recs {
+		// Go allows a map to change between steps of a range over it,
+		// and the lock orders those changes with this loop's reads.
+		if seen++; seen%sampleChunk == 0 {
+			n.mu.Unlock()
+			n.mu.Lock()
+		}
+		h := fnv.New64a()
+		h.Write([]byte(client))
+		p := pick{h.Sum64(), e.rec}
+		switch {
+		case len(picks) < max:
+			picks = append(picks, p)
+			if len(picks) == max {
+				heapify(picks, less)
+			}
+		case p.h < picks[0].h:
+			picks[0] = p
+			siftDown(picks, 0, less)
+		}
+	}
+	n.mu.Unlock()
+	out := make([]Record, len(picks))
+	for i, p := range picks {
+		out[i] = p.r
+	}
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Client, b.Client) })
+	return slices.CompactFunc(out, func(a, b Record) bool { return a.Client == b.Client })
+}
+
+// heapify and siftDown keep s a binary heap in which no element is less
+// than its parent.
+func heapify[T any](s []T, less func(a, b T) bool) {
+	for i := len(s)/2 - 1; i >= 0; i-- {
+		siftDown(s, i, less)
+	}
+}
+
+func siftDown[T any](s []T, i int, less func(a, b T) bool) {
+	for {
+		c := 2*i + 1
+		if c >= len(s) {
+			return
+		}
+		if c+1 < len(s) && less(s[c+1], s[c]) {
+			c++
+		}
+		if !less(s[c], s[i]) {
+			return
+		}
+		s[i], s[c] = s[c], s[i]
+		i = c
+	}
+}
+
+// Ready reports whether the node is ready for traffic: it is listening,
+// not closed, and every configured neighbour is linked or has been down
+// for no longer than a redial should take (RedialMax plus
+// HandshakeTimeout, whichever side dials). Otherwise the error says what
+// is missing, naming every neighbour down for longer.
+func (n *Node) Ready() error {
+	n.stateMu.Lock()
+	started, closed := n.started, n.closed
+	n.stateMu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case !started:
+		return errors.New("herd: not listening yet")
+	}
+	grace := n.cfg.RedialMax + n.cfg.HandshakeTimeout
+	now := n.clock.Now()
+	var down []string
+	for _, s := range n.LinkStatus() {
+		if !s.Up && now.Sub(s.Since) > grace {
+			down = append(down, fmt.Sprintf("%s down for %v", s.Peer, now.Sub(s.Since).Round(time.Millisecond)))
+		}
+	}
+	if down != nil {
+		return fmt.Errorf("herd: neighbours down longer than a redial (%v): %s", grace, strings.Join(down, ", "))
+	}
+	return nil
+}
+
+// floodArrived reports the flood lag of r, a record from peer that changed
+// the table and arrived at recv, to the Observer.
+func (n *Node) floodArrived(peer string, r *Record, recv time.Time) {
+	o := n.obs.timing
+	if o == nil {
+		return
+	}
+	skew, ok := parseSkew(r.Line[min(len(r.Line), 4+len(r.Server)):])
+	if !ok {
+		return
+	}
+	received := time.Unix(r.Sec, int64(r.Nsec)).Add(skew)
+	o.FloodLag(peer, recv.Sub(received))
+}
+
+// parseSkew parses the time difference at the start of s (up to the next
+// space), as appendSkew writes it, saturating beyond a Duration's range.
+func parseSkew(s string) (time.Duration, bool) {
+	if i := strings.IndexByte(s, ' '); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) < 12 || (s[0] != '+' && s[0] != '-') {
+		return 0, false
+	}
+	var d int64
+	frac := -1
+	for _, c := range s[1:] {
+		switch {
+		case c == '.' && frac < 0:
+			frac = 0
+		case c >= '0' && c <= '9':
+			if frac >= 0 {
+				frac++
+			}
+			if d > (1<<63-1-9)/10 {
+				d = 1<<63 - 1 // saturate: centuries, not a lag
+				continue
+			}
+			d = d*10 + int64(c-'0')
+		default:
+			return 0, false
+		}
+	}
+	if frac != 9 {
+		return 0, false
+	}
+	if s[0] == '-' {
+		d = -d
+	}
+	return time.Duration(d), true
+}
+
+// timePlaces wraps p so that every call is timed for the Observer; it
+// returns p itself when there is no Observer or no provider.
+func (n *Node) timePlaces(p PlacesClient) PlacesClient {
+	o := n.obs.timing
+	if o == nil || p == nil {
+		return p
+	}
+	return PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		start := n.clock.Now()
+		b, err := p.Nearby(ctx, q)
+		o.Places(n.clock.Now().Sub(start), err)
+		return b, err
+	})
+}
+
+// timeIAMATs reports to the Observer, just before a write, how long
+// since the commands it answers were read, if any of them is an IAMAT:
+// one clock reading per write, none per line.
+func (s *session) timeIAMATs() {
+	if o := s.n.obs.timing; o != nil && s.iamats > 0 {
+		o.IAMAT(s.n.clock.Now().Sub(s.recv))
+	}
+}

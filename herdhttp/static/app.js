@@ -82,7 +82,7 @@ function drawGraph(doc) {
     const st = linkState(l);
     const [x, y] = pos[i];
     svg.append(el("svg:line", { class: "edge " + st, x1: cx, y1: cy, x2: x, y2: y }));
-    const mx = (cx + x) / 2, my = (cy + y) / 2;
+    const mx = cx + (x - cx) * 0.6, my = cy + (y - cy) * 0.6;
     svg.append(el("svg:text", { class: "backlog", x: mx, y: my - 4 }, "backlog " + fmtNum(l.backlog)));
   });
   const self = el("svg:g", { class: "self" });
@@ -93,7 +93,7 @@ function drawGraph(doc) {
     const [x, y] = pos[i];
     const g = el("svg:g", { class: "peer " + st, "data-peer": l.peer, "data-state": st });
     g.append(el("svg:title", {}, l.peer + " (" + (l.addr || "dials us") + "): " + st));
-    g.append(el("svg:circle", { cx: x, cy: y, r: 28 }));
+    g.append(el("svg:circle", { cx: x, cy: y, r: 33 }));
     g.append(el("svg:text", { x, y: y + 1 }, l.peer));
     g.append(el("svg:text", { class: "sub", x, y: y + 14 }, (st === "up" ? "up " : "down ") + fmtAge(doc.now_ms - l.since_ms)));
     svg.append(g);
@@ -113,9 +113,9 @@ function drawGraph(doc) {
 }
 
 // niceStep picks a graticule spacing giving a handful of lines over span.
-function niceStep(span) {
+function niceStep(span, lines) {
   for (const s of [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 45, 90]) {
-    if (span / s <= 6) return s;
+    if (span / s <= lines) return s;
   }
   return 90;
 }
@@ -123,11 +123,12 @@ function niceStep(span) {
 function drawMap(doc) {
   const svg = document.getElementById("map");
   svg.replaceChildren();
-  const W = 420, H = 320, M = 26;
+  const W = 420, H = 320, L = 44, B = 20; // left and bottom margins, for labels
   const pts = doc.clients.plot;
   document.getElementById("clients-shown").textContent =
     doc.clients.shown < doc.clients.total ? `(${fmtNum(doc.clients.shown)} of ${fmtNum(doc.clients.total)} shown)` : `(${fmtNum(doc.clients.total)})`;
-  svg.append(el("svg:rect", { class: "frame", x: M, y: 6, width: W - M - 6, height: H - M - 6 }));
+  const pw = W - L - 6, ph = H - B - 6;
+  svg.append(el("svg:rect", { class: "frame", x: L, y: 6, width: pw, height: ph }));
   let lat0 = -60, lat1 = 75, lon0 = -180, lon1 = 180;
   if (pts.length > 0) {
     lat0 = Math.min(...pts.map(p => p.la)); lat1 = Math.max(...pts.map(p => p.la));
@@ -141,19 +142,21 @@ function drawMap(doc) {
   lon0 = Math.max(-180, lon0 - padLon); lon1 = Math.min(180, lon1 + padLon);
   // One scale for both axes, longitude shrunk by cos(latitude) so shapes keep.
   const k = Math.max(Math.cos(((lat0 + lat1) / 2) * Math.PI / 180), 0.2);
-  const pw = W - M - 6, ph = H - M - 12;
   const s = Math.min(pw / ((lon1 - lon0) * k), ph / (lat1 - lat0));
-  const ox = M + (pw - (lon1 - lon0) * k * s) / 2, oy = 6 + (ph - (lat1 - lat0) * s) / 2;
-  const X = lon => ox + (lon - lon0) * k * s, Y = lat => oy + (lat1 - lat) * s;
+  // Widen the view to fill the frame, centred on the clients.
+  const cLon = (lon0 + lon1) / 2, cLat = (lat0 + lat1) / 2;
+  lon0 = cLon - pw / (2 * k * s); lon1 = cLon + pw / (2 * k * s);
+  lat0 = cLat - ph / (2 * s); lat1 = cLat + ph / (2 * s);
+  const X = lon => L + (lon - lon0) * k * s, Y = lat => 6 + (lat1 - lat) * s;
   const digits = st => Math.max(0, -Math.floor(Math.log10(st)));
-  const sLat = niceStep(lat1 - lat0), sLon = niceStep(lon1 - lon0);
+  const sLat = niceStep(lat1 - lat0, 6), sLon = niceStep(lon1 - lon0, 4);
   for (let v = Math.ceil(lat0 / sLat) * sLat; v <= lat1; v += sLat) {
     svg.append(el("svg:line", { class: "grat" + (Math.abs(v) < 1e-9 ? " zero" : ""), x1: X(lon0), x2: X(lon1), y1: Y(v), y2: Y(v) }));
-    svg.append(el("svg:text", { x: 2, y: Y(v) + 3 }, v.toFixed(digits(sLat)) + "°"));
+    svg.append(el("svg:text", { x: L - 4, y: Y(v) + 3, class: "lat" }, v.toFixed(digits(sLat)) + "°"));
   }
   for (let v = Math.ceil(lon0 / sLon) * sLon; v <= lon1; v += sLon) {
     svg.append(el("svg:line", { class: "grat" + (Math.abs(v) < 1e-9 ? " zero" : ""), x1: X(v), x2: X(v), y1: Y(lat0), y2: Y(lat1) }));
-    svg.append(el("svg:text", { x: X(v) - 10, y: H - 8 }, v.toFixed(digits(sLon)) + "°"));
+    svg.append(el("svg:text", { class: "lon", x: X(v), y: H - 6 }, v.toFixed(digits(sLon)) + "°"));
   }
   const r = pts.length > 500 ? 2.5 : 4.5;
   for (const p of pts) {
@@ -167,7 +170,7 @@ function drawMap(doc) {
 function drawRecent(doc) {
   const tb = document.querySelector("#recent tbody");
   tb.replaceChildren();
-  for (const u of doc.recent) {
+  for (const u of doc.recent.slice(0, 20)) {
     const tr = el("tr", { "data-client": u.client });
     tr.append(el("td", {}, u.received_ms ? fmtAge(doc.now_ms - u.received_ms) : "?"), el("td", {}, u.client),
       el("td", {}, u.location), el("td", {}, u.server), el("td", {}, u.from || "client"));
@@ -186,6 +189,7 @@ function draw(doc) {
   b.textContent = doc.ready ? "ready" : "not ready";
   b.className = "badge " + (doc.ready ? "ok" : "bad");
   b.title = doc.not_ready || "";
+  document.getElementById("why").textContent = doc.not_ready || "";
   drawCounters(doc);
   drawGraph(doc);
   drawMap(doc);

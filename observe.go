@@ -48,6 +48,11 @@ type LinkStatus struct {
 	Dials bool
 	// Up is true while an authenticated link is up.
 	Up bool
+	// Overdue is true when the link has been down for longer than a
+	// redial should take (RedialMax plus HandshakeTimeout, whichever side
+	// dials): not a blip, something to look at. It makes [Node.Ready]
+	// fail.
+	Overdue bool
 	// Since is when the link came up (Up) or went down; before the first
 	// link-up it is when the node started (zero before Start).
 	Since time.Time
@@ -146,6 +151,7 @@ func (l *link) backlog() int { return len(l.queue) }
 // LinkStatus returns the state of the link to every configured neighbour,
 // sorted by name. It does not block on I/O.
 func (n *Node) LinkStatus() []LinkStatus {
+	now := n.clock.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := make([]LinkStatus, len(n.cfg.Peers))
@@ -163,6 +169,7 @@ func (n *Node) LinkStatus() []LinkStatus {
 				s.Since = o.since
 			}
 		}
+		s.Overdue = !s.Up && !s.Since.IsZero() && now.Sub(s.Since) > n.redialGrace()
 		if k, ok := slices.BinarySearchFunc(n.links, p.Name, func(l *link, name string) int { return strings.Compare(l.peer, name) }); ok {
 			s.Backlog = n.links[k].backlog()
 		}
@@ -288,19 +295,21 @@ func (n *Node) Ready() error {
 	case !started:
 		return errors.New("herd: not listening yet")
 	}
-	grace := n.cfg.RedialMax + n.cfg.HandshakeTimeout
 	now := n.clock.Now()
 	var down []string
 	for _, s := range n.LinkStatus() {
-		if !s.Up && now.Sub(s.Since) > grace {
+		if s.Overdue {
 			down = append(down, fmt.Sprintf("%s down for %v", s.Peer, now.Sub(s.Since).Round(time.Millisecond)))
 		}
 	}
 	if down != nil {
-		return fmt.Errorf("herd: neighbours down longer than a redial (%v): %s", grace, strings.Join(down, ", "))
+		return fmt.Errorf("herd: neighbours down longer than a redial (%v): %s", n.redialGrace(), strings.Join(down, ", "))
 	}
 	return nil
 }
+
+// redialGrace is how long a link may be down before it is overdue.
+func (n *Node) redialGrace() time.Duration { return n.cfg.RedialMax + n.cfg.HandshakeTimeout }
 
 // floodArrived reports the flood lag of r, a record from peer that changed
 // the table and arrived at recv, to the Observer.
@@ -309,12 +318,9 @@ func (n *Node) floodArrived(peer string, r *Record, recv time.Time) {
 	if o == nil {
 		return
 	}
-	skew, ok := parseSkew(r.Line[min(len(r.Line), 4+len(r.Server)):])
-	if !ok {
-		return
+	if at, ok := r.ReceivedAt(); ok {
+		o.FloodLag(peer, recv.Sub(at))
 	}
-	received := time.Unix(r.Sec, int64(r.Nsec)).Add(skew)
-	o.FloodLag(peer, recv.Sub(received))
 }
 
 // parseSkew parses the time difference at the start of s (up to the next
@@ -376,4 +382,17 @@ func (s *session) timeIAMATs() {
 	if o := s.n.obs.timing; o != nil && s.iamats > 0 {
 		o.IAMAT(s.n.clock.Now().Sub(s.recv))
 	}
+}
+
+// LatLon returns the record's location in decimal degrees.
+func (r *Record) LatLon() (lat, lon float64, ok bool) { return parseLocation(r.Location) }
+
+// ReceivedAt returns the record's server receive time: its client time
+// plus the time difference of its AT line.
+func (r *Record) ReceivedAt() (time.Time, bool) {
+	skew, ok := parseSkew(r.Line[min(len(r.Line), 4+len(r.Server)):])
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(r.Sec, int64(r.Nsec)).Add(skew), true
 }

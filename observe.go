@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -333,7 +334,7 @@ func parseSkew(s string) (time.Duration, bool) {
 		return 0, false
 	}
 	var d int64
-	frac := -1
+	frac, saturated := -1, false
 	for _, c := range s[1:] {
 		switch {
 		case c == '.' && frac < 0:
@@ -342,8 +343,8 @@ func parseSkew(s string) (time.Duration, bool) {
 			if frac >= 0 {
 				frac++
 			}
-			if d > (1<<63-1-9)/10 {
-				d = 1<<63 - 1 // saturate: centuries, not a lag
+			if d > (math.MaxInt64-9)/10 {
+				saturated = true // centuries, not a lag
 				continue
 			}
 			d = d*10 + int64(c-'0')
@@ -351,10 +352,14 @@ func parseSkew(s string) (time.Duration, bool) {
 			return 0, false
 		}
 	}
-	if frac != 9 {
+	switch {
+	case frac != 9:
 		return 0, false
-	}
-	if s[0] == '-' {
+	case saturated && s[0] == '-':
+		return math.MinInt64, true // as time.Time.Sub saturates
+	case saturated:
+		return math.MaxInt64, true
+	case s[0] == '-':
 		d = -d
 	}
 	return time.Duration(d), true

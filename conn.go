@@ -30,6 +30,7 @@ type session struct {
 	// Commands answered since the last flush, added to the node's
 	// counters at the next flush: one atomic add per batch, not per line.
 	iamats, whatsats, invalids uint64
+	timed                      uint64 // writes with IAMAT replies (observe.go)
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives

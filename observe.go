@@ -24,16 +24,19 @@ import (
 // return quickly and never block, and must not call back into the node.
 // A nil [Config.Observer] means none, and costs nothing.
 type Observer interface {
-	// FloodLag reports, for each record from neighbour peer that changed
-	// this node's table, the time from the record's server receive time
-	// (the AT line's client time plus its time difference) to its arrival
+	// FloodLag reports, for records from neighbour peer that changed this
+	// node's table, the time from the record's server receive time (the
+	// AT line's client time plus its time difference) to its arrival
 	// here. It is negative when the two servers' clocks disagree by more
-	// than the lag.
+	// than the lag. Records are sampled: the link's first line and every
+	// 16th line after, when it changes the table.
 	FloodLag(peer string, d time.Duration)
 	// IAMAT reports the time from reading client commands to having their
-	// replies ready to write, once per write that carries IAMAT replies:
-	// a batch of pipelined commands read together is one observation, of
-	// its slowest (last) reply.
+	// replies ready to write, for writes that carry IAMAT replies: a batch
+	// of pipelined commands read together is one observation, of its
+	// slowest (last) reply. Writes are sampled, the first of each
+	// connection and every 16th after, so that timing costs a clock
+	// reading per 16 writes rather than one per line.
 	IAMAT(d time.Duration)
 	// Places reports one call of the Places provider for WHATSAT: how long
 	// it took and its error, if any.
@@ -81,6 +84,10 @@ type Update struct {
 // recentUpdates is how many table changes a node remembers for
 // RecentUpdates.
 const recentUpdates = 32
+
+// timingSample is the sampling period of IAMAT and FloodLag timings: one
+// observation costs a clock reading or a parse, too much for every line.
+const timingSample = 16
 
 // sampleChunk is how many clients SampleRecords looks at per hold of the
 // node's lock, so that a large table never keeps clients waiting long.
@@ -179,11 +186,11 @@ func (n *Node) LinkStatus() []LinkStatus {
 	return out
 }
 
-// recordUpdate remembers a table change for RecentUpdates. Called with
-// n.mu held.
+// recordUpdate remembers a table change for RecentUpdates, once someone
+// has asked for them. Called with n.mu held.
 func (n *Node) recordUpdate(r Record, from string) {
 	if n.obs.recent == nil {
-		n.obs.recent = make([]Update, 0, recentUpdates)
+		return // nobody watches: not even the copy
 	}
 	u := Update{Record: r, From: from}
 	if len(n.obs.recent) < recentUpdates {
@@ -195,10 +202,14 @@ func (n *Node) recordUpdate(r Record, from string) {
 }
 
 // RecentUpdates returns the node's most recent table changes, newest
-// first: at most 32.
+// first: at most 32. A node remembers changes from the first call on
+// (herdhttp.New makes one), so that one nobody watches pays nothing.
 func (n *Node) RecentUpdates() []Update {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.obs.recent == nil {
+		n.obs.recent = make([]Update, 0, recentUpdates)
+	}
 	r := n.obs.recent
 	out := make([]Update, 0, len(r))
 	for k := 1; k <= len(r); k++ {
@@ -312,15 +323,16 @@ func (n *Node) Ready() error {
 // redialGrace is how long a link may be down before it is overdue.
 func (n *Node) redialGrace() time.Duration { return n.cfg.RedialMax + n.cfg.HandshakeTimeout }
 
-// floodArrived reports the flood lag of r, a record from peer that changed
-// the table and arrived at recv, to the Observer.
-func (n *Node) floodArrived(peer string, r *Record, recv time.Time) {
+// floodArrived reports the flood lag of r, a record from l's peer that
+// changed the table and arrived at recv, to the Observer, for the link's
+// first line and every timingSample-th.
+func (n *Node) floodArrived(l *link, r *Record, recv time.Time) {
 	o := n.obs.timing
-	if o == nil {
+	if o == nil || l.received.Load()%timingSample != 1 {
 		return
 	}
 	if at, ok := r.ReceivedAt(); ok {
-		o.FloodLag(peer, recv.Sub(at))
+		o.FloodLag(l.peer, recv.Sub(at))
 	}
 }
 
@@ -381,11 +393,13 @@ func (n *Node) timePlaces(p PlacesClient) PlacesClient {
 }
 
 // timeIAMATs reports to the Observer, just before a write, how long
-// since the commands it answers were read, if any of them is an IAMAT:
-// one clock reading per write, none per line.
+// since the commands it answers were read, if any of them is an IAMAT,
+// for the session's first such write and every timingSample-th.
 func (s *session) timeIAMATs() {
 	if o := s.n.obs.timing; o != nil && s.iamats > 0 {
-		o.IAMAT(s.n.clock.Now().Sub(s.recv))
+		if s.timed++; s.timed%timingSample == 1 {
+			o.IAMAT(s.n.clock.Now().Sub(s.recv))
+		}
 	}
 }
 

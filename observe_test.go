@@ -95,9 +95,20 @@ func TestObserverAndLinkStatus(t *testing.T) {
 	gObs.want(t, "IAMAT 0s")
 	hObs.want(t, "FloodLag Goloman 250ms")
 
-	// The same record again changes nothing, so it is not a flood lag.
-	c.send("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n")
-	c.line()
+	// Writes are sampled: the connection's first, then every 16th. The
+	// observer is called before the write, so once a reply is read, its
+	// observation (if any) has been made.
+	for i := 2; i <= 17; i++ {
+		c.send("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n")
+		c.line()
+		if i < 17 {
+			select {
+			case got := <-gObs.calls:
+				t.Fatalf("write %d observed: %q", i, got)
+			default:
+			}
+		}
+	}
 	gObs.want(t, "IAMAT 0s")
 
 	// WHATSAT calls the provider: one call that works, one that fails.
@@ -271,5 +282,28 @@ func TestRecentUpdates(t *testing.T) {
 	got = n.RecentUpdates()
 	if len(got) != recentUpdates || got[0].Client != "c39" || got[0].From != "" || got[recentUpdates-1].Client != "c8" {
 		t.Errorf("after 40: %d, first %+v, last %+v", len(got), got[0], got[len(got)-1])
+	}
+}
+
+// nopObserver is an Observer that does nothing: what timing costs the
+// node beyond the Observer's own work.
+type nopObserver struct{}
+
+func (nopObserver) FloodLag(string, time.Duration) {}
+func (nopObserver) IAMAT(time.Duration)            {}
+func (nopObserver) Places(time.Duration, error)    {}
+
+// BenchmarkSessionObserved is BenchmarkSession's iamat-new with an
+// Observer set: the clock reading per write that IAMAT timing adds.
+func BenchmarkSessionObserved(b *testing.B) {
+	for _, pipeline := range []int{1, 16} {
+		b.Run(fmt.Sprintf("iamat-new/pipeline=%d", pipeline), func(b *testing.B) {
+			n := benchNewNode(b, Config{Observer: nopObserver{}})
+			c := &benchConn{gen: benchIAMATGen(1), total: b.N, batch: pipeline}
+			b.ReportAllocs()
+			b.ResetTimer()
+			n.serveConn(c, &connState{id: "c1", c: c})
+			n.wg.Wait()
+		})
 	}
 }

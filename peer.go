@@ -448,7 +448,7 @@ func (n *Node) linkReader(l *link) string {
 			continue
 		}
 		if _, res := n.offer(rec, l.peer); res == offerChanged {
-			n.floodArrived(l.peer, &rec, s.recv)
+			n.floodArrived(l, &rec, s.recv)
 		}
 	}
 }

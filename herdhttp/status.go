@@ -79,6 +79,7 @@ type statusSource struct {
 }
 
 func newStatusSource(node *herd.Node, opts Options) *statusSource {
+	node.RecentUpdates() // the node remembers updates from the first call on
 	return &statusSource{node: node, opts: opts}
 }
 

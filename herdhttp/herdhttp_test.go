@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/client"
 )
@@ -223,9 +224,25 @@ func TestMetrics(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^herd_link_last_up_timestamp_seconds\{peer="Goloman"\} 1\.\d+e\+09$`).MatchString(body) {
 		t.Errorf("no plausible herd_link_last_up_timestamp_seconds")
 	}
-	// Every herd metric is named herd_*, and the handler registered
-	// nothing in Prometheus's global registry (which a second handler
-	// would then clash with).
+	// Every metric is herd's (herd_*), the Go runtime's and process's, or
+	// the handler's own error count (promhttp_*);
+	// and none went to Prometheus's global registry: a second handler on
+	// the same node and Observer registers without clashing.
+	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+		if name, _, _ := strings.Cut(line, " "); !strings.HasPrefix(line, "#") &&
+			!strings.HasPrefix(name, "herd_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+			t.Errorf("metric %q is not herd_*, go_*, process_* or promhttp_*", name)
+		}
+	}
+	global, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range global {
+		if strings.HasPrefix(mf.GetName(), "herd_") {
+			t.Errorf("%s is in the global registry", mf.GetName())
+		}
+	}
 	New(p.hands, Options{Observer: p.obs})
 	if t.Failed() {
 		t.Logf("metrics:\n%s", body)

@@ -38,6 +38,7 @@ type session struct {
 	placesLim *rate.Limiter
 	src       string
 	sourceSet bool
+	timed     uint64 // writes with IAMAT replies (observe.go)
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -237,6 +238,7 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	s.timeIAMATs()
 	s.publishCounts()
 	s.st.beginWrite(s.n)
 	_, err := s.c.Write(s.out)

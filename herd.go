@@ -196,6 +196,9 @@ type Config struct {
 	// Entropy is the source of handshake nonces and redial jitter; nil
 	// means crypto/rand. Simulations pass a seeded stream.
 	Entropy io.Reader
+	// Observer, when set, receives timings (flood lag, IAMAT handling,
+	// Places calls) for metrics; see [Observer]. Nil means none.
+	Observer Observer
 
 	// MaxLineBytes bounds one input line (default 64 KiB). A longer line
 	// is answered with "? " and its first bytes, and the connection closes.

@@ -64,6 +64,7 @@ type Node struct {
 	saveMu       sync.Mutex
 	savedVersion uint64
 	sweepEpoch   atomic.Int64
+	obs          observeState // see observe.go; guarded by mu
 
 	// seed keys every random stream the node uses (see stream).
 	seed [32]byte
@@ -111,6 +112,8 @@ func New(cfg Config) (*Node, error) {
 			return b, err
 		})
 	}
+	n.obs.timing = cfg.Observer
+	n.places = n.timePlaces(n.places)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
@@ -145,6 +148,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ln = ln
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "listening", slog.String("addr", ln.Addr().String()))
 	n.mu.Lock()
+	n.observeStart()
 	n.notifyLocked()
 	n.mu.Unlock()
 	n.goFunc(n.acceptLoop)
@@ -392,6 +396,7 @@ func (n *Node) offer(r Record, from string) (string, offerResult) {
 		return "", res
 	}
 	n.version++
+	n.recordUpdate(r, from)
 	if from == "" {
 		n.stats.recordsLocal++
 	} else {

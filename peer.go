@@ -445,6 +445,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "peer link refused", slog.String("conn", s.id), slog.String("peer", peer), slog.String("why", "no free link slot"))
 		return "no free link slot"
 	}
+	n.observeLink(l, true)
 	clients := n.table.len()
 	if dialer {
 		l.ctrl = appendSum(l.ctrl, 1, 0, n.childPrints(0, 0))
@@ -469,6 +470,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		n.notifyLocked()
 	}
 	l.pushes = nil
+	n.observeLink(l, false)
 	n.mu.Unlock()
 	// Free the link's slot a bounded piece at a time: a link that fell
 	// far behind may owe most of the table.
@@ -528,7 +530,9 @@ func (n *Node) linkReader(l *link) string {
 		if n.futurePeerRecord(s, l.peer, &rec) {
 			continue
 		}
-		n.offer(rec, l.peer)
+		if _, res := n.offer(rec, l.peer); res == offerChanged {
+			n.floodArrived(l, &rec, s.recv)
+		}
 	}
 }
 

@@ -52,7 +52,7 @@ func linkPair(t *testing.T, fillA, fillB func(n *Node)) (a, b *Node) {
 	return a, b
 }
 
-func offerClients(t *testing.T, n *Node, from, to, sec int) {
+func offerRange(t *testing.T, n *Node, from, to, sec int) {
 	t.Helper()
 	for i := from; i < to; i++ {
 		if _, res := n.offer(testRec(t, fmt.Sprintf("c%06d", i), sec), ""); res != offerChanged {
@@ -67,14 +67,14 @@ func TestLinkUpSendsTheDifference(t *testing.T) {
 	const common = 5000
 	a, b := linkPair(t,
 		func(a *Node) {
-			offerClients(t, a, 0, common, 1)
-			offerClients(t, a, 10000, 10040, 1) // only A has these
-			offerClients(t, a, 100, 130, 3)     // A's are newer
+			offerRange(t, a, 0, common, 1)
+			offerRange(t, a, 10000, 10040, 1) // only A has these
+			offerRange(t, a, 100, 130, 3)     // A's are newer
 		},
 		func(b *Node) {
-			offerClients(t, b, 0, common, 1)
-			offerClients(t, b, 0, 50, 2)        // B's are newer
-			offerClients(t, b, 20000, 20060, 1) // only B has these
+			offerRange(t, b, 0, common, 1)
+			offerRange(t, b, 0, 50, 2)        // B's are newer
+			offerRange(t, b, 20000, 20060, 1) // only B has these
 		})
 	if got := len(a.Records()); got != common+40+60 {
 		t.Fatalf("A holds %d clients", got)
@@ -98,7 +98,7 @@ func TestLinkUpSendsTheDifference(t *testing.T) {
 func TestLinkUpFillsAnEmptyTable(t *testing.T) {
 	for _, emptyIsDialer := range []bool{true, false} {
 		t.Run(fmt.Sprint("emptyIsDialer=", emptyIsDialer), func(t *testing.T) {
-			fill := func(n *Node) { offerClients(t, n, 0, 3000, 1) }
+			fill := func(n *Node) { offerRange(t, n, 0, 3000, 1) }
 			none := func(*Node) {}
 			var a *Node
 			if emptyIsDialer {
@@ -121,7 +121,7 @@ func TestHostileSummariesRefused(t *testing.T) {
 	secret := []byte("s3cret")
 	logs := newLogSink()
 	hands := startNode(t, Config{Name: "Hands", Peers: []Peer{{Name: "Goloman", Addr: "127.0.0.1:1"}}, Secret: secret, Clock: kiwiClock(), Logger: logs.logger()})
-	offerClients(t, hands, 0, 100, 1)
+	offerRange(t, hands, 0, 100, 1)
 	zeros := func(n int) string { return b64.EncodeToString(make([]byte, n)) }
 	bad := []string{
 		"SUM 0 0 " + zeros(16),    // level 0 is never sent
@@ -141,10 +141,16 @@ func TestHostileSummariesRefused(t *testing.T) {
 		"HAVE -1 0 -",
 	}
 	f := forgeHello(t, hands.Addr().String(), "Goloman", "Hands")
-	if _, got := f.auth(secret, strings.Join(bad, "\n")+"\n"); got != "HERD-WELCOME\n" {
+	// Lines are handled in order: once the record after them is in, so
+	// are they.
+	const after = "AT Goloman +0.000000000 after.noise +1.0+1.0 5"
+	if _, got := f.auth(secret, strings.Join(bad, "\n")+"\n"+after+"\n"); got != "HERD-WELCOME\n" {
 		t.Fatalf("auth answered %q", got)
 	}
-	waitNode(t, hands, "every bad line refused", func(n *Node) bool { return n.Stats().SyncRefused == uint64(len(bad)) })
+	waitNode(t, hands, "the record after the bad lines", hasLine("after.noise", after))
+	if st := hands.Stats(); st.SyncRefused != uint64(len(bad)) || st.LinksUp != 1 {
+		t.Fatalf("after the bad lines: %+v", st)
+	}
 	logs.waitFor(t, `msg="bad sync line from peer"`, `why="level out of range"`, `why="not one fingerprint per child"`)
 
 	// Past the budget a sync line is refused too, however well formed:
@@ -155,8 +161,7 @@ func TestHostileSummariesRefused(t *testing.T) {
 	for range maxSyncLines + extra { // refused lines spend no budget
 		b.WriteString("PUSH 4 65535\n")
 	}
-	// Lines are handled in order: once the record after them is in, so
-	// are they. The link still carries records.
+	// The link still carries records.
 	b.WriteString("AT Goloman +0.000000000 still.flows +1.0+1.0 5\n")
 	f.send(b.String())
 	waitNode(t, hands, "a record after the noise", hasLine("still.flows", "AT Goloman +0.000000000 still.flows +1.0+1.0 5"))
@@ -164,7 +169,7 @@ func TestHostileSummariesRefused(t *testing.T) {
 	if handled := st.SyncLines + st.SyncRefused - before.SyncLines - before.SyncRefused; handled != uint64(maxSyncLines+extra) || st.SyncRefused-before.SyncRefused != extra || st.LinksUp != 1 {
 		t.Fatalf("after the budget: %d lines handled, %+v", handled, st)
 	}
-	if got := len(hands.Records()); got != 101 {
+	if got := len(hands.Records()); got != 102 {
 		t.Fatalf("%d records", got)
 	}
 }

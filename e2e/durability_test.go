@@ -265,7 +265,7 @@ func TestDurableRestart(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	metricsURL := procs["Goloman"].expectLine(t, regexp.MustCompile(`^Goloman metrics at (http://127\.0\.0\.1:\d+/debug/vars)$`))[1]
+	metricsURL := procs["Goloman"].expectLine(t, regexp.MustCompile(`^Goloman status page at (http://127\.0\.0\.1:\d+/)$`))[1] + "debug/vars"
 
 	targets := []string{"Goloman", "Hands", "Welsh", "Wilkes"}
 	conns := map[string]*durConn{}
@@ -388,6 +388,21 @@ func TestDurableRestart(t *testing.T) {
 	}
 	if s := vars.Herd; s.IAMAT != durClients/2 || s.Clients != durClients || s.RecordsPeer < durClients || s.Invalid != 0 {
 		t.Errorf("Goloman's metrics: %+v", s)
+	}
+	// And in Prometheus's format, with every neighbour linked.
+	resp, err = http.Get(strings.TrimSuffix(metricsURL, "debug/vars") + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{fmt.Sprintf("herd_clients %d\n", durClients), "herd_links_up 3\n", `herd_link_up{peer="Hands"} 1` + "\n", "herd_ready 1\n"} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("Goloman's /metrics lacks %q", want)
+		}
 	}
 
 	for _, name := range topo.Servers {

@@ -70,9 +70,13 @@ type fileConfig struct {
 	Log      string `json:"log,omitempty"`
 	LogLevel string `json:"log_level,omitempty"`
 
-	// Metrics is where to serve the node's Stats as expvar JSON
-	// (loopback only); servers[i].metrics overrides it.
+	// HTTP is where to serve the node's HTTP endpoints (metrics, health
+	// checks, status page; see package herdhttp); servers[i].http
+	// overrides it. Metrics is its older name, still accepted.
+	HTTP    string `json:"http,omitempty"`
 	Metrics string `json:"metrics,omitempty"`
+	// Pprof serves runtime profiles under /debug/pprof/ on HTTP.
+	Pprof bool `json:"pprof,omitempty"`
 	// TLS, when set, runs every connection (clients and peers) over TLS.
 	// Like Provider, it is decoded on its own (see validate), so that its
 	// errors name it.
@@ -101,9 +105,10 @@ type fileServer struct {
 	// Listen is where it listens, when that differs from Addr (for
 	// example ":12000" behind NAT); empty means Addr.
 	Listen string `json:"listen,omitempty"`
-	// Metrics, when set, is where this server serves its metrics,
-	// instead of the top-level metrics (which would clash when several
-	// servers share a host).
+	// HTTP, when set, is where this server serves its HTTP endpoints,
+	// instead of the top-level http (which would clash when several
+	// servers share a host). Metrics is its older name.
+	HTTP    string `json:"http,omitempty"`
 	Metrics string `json:"metrics,omitempty"`
 }
 
@@ -261,11 +266,7 @@ func (fc *fileConfig) validate() error {
 				bad(field+".listen", "%v", err)
 			}
 		}
-		if s.Metrics != "" {
-			if err := cli.CheckMetricsAddr(s.Metrics); err != nil {
-				bad(field+".metrics", "%v", err)
-			}
-		}
+		checkHTTP(bad, field+".", s.HTTP, s.Metrics)
 	}
 	seen := make(map[[2]string]int)
 	for i, l := range fc.Links {
@@ -364,11 +365,7 @@ func (fc *fileConfig) validate() error {
 			bad("log_level", "%v", err)
 		}
 	}
-	if fc.Metrics != "" {
-		if err := cli.CheckMetricsAddr(fc.Metrics); err != nil {
-			bad("metrics", "%v", err)
-		}
-	}
+	checkHTTP(bad, "", fc.HTTP, fc.Metrics)
 	fc.tls = nil
 	if len(fc.TLS) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(fc.TLS))
@@ -419,13 +416,28 @@ func (fc *fileConfig) tlsNames() func(string) string {
 	return cli.FileNames
 }
 
-// metricsAddr returns where server name serves metrics: its own entry's
-// metrics, else the top-level one, else "" for none.
-func (fc *fileConfig) metricsAddr(name string) string {
-	if s, ok := fc.server(name); ok && s.Metrics != "" {
-		return s.Metrics
+// checkHTTP checks an http address and its alias metrics, at most one of
+// which may be set; prefix locates them in the file.
+func checkHTTP(bad func(field, format string, args ...any), prefix, http, metrics string) {
+	if http != "" && metrics != "" {
+		bad(prefix+"metrics", "is another name for %shttp: set one of them", prefix)
 	}
-	return fc.Metrics
+	for _, f := range []struct{ name, addr string }{{"http", http}, {"metrics", metrics}} {
+		if f.addr != "" {
+			if _, err := cli.CheckHTTPAddr(f.addr); err != nil {
+				bad(prefix+f.name, "%v", err)
+			}
+		}
+	}
+}
+
+// httpAddr returns where server name serves its HTTP endpoints: its own
+// entry's http (or metrics), else the top-level one, else "" for none.
+func (fc *fileConfig) httpAddr(name string) string {
+	if s, ok := fc.server(name); ok && s.HTTP+s.Metrics != "" {
+		return s.HTTP + s.Metrics
+	}
+	return fc.HTTP + fc.Metrics
 }
 
 func hasKey[K comparable, V any](m map[K]V, k K) bool {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/herdhttp"
 	"github.com/proxyherd/herd/internal/cli"
 )
 
@@ -52,7 +54,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
 	printConfig := fs.Bool("print-config", false, "print the config as a JSON config file and exit")
-	metrics := fs.String("metrics", "", "serve the server's counters as expvar JSON at http://`ADDR`"+cli.MetricsPath+" (loopback only; default: the config's metrics)")
+	httpAddr := fs.String("http", "", "serve metrics (/metrics), health checks (/healthz, /readyz) and the status page (/) at `ADDR` (default: the config's http; warns unless loopback)")
+	metrics := fs.String("metrics", "", "another name for -http `ADDR`")
+	pprofOn := fs.Bool("pprof", false, "with -http: also serve runtime profiles at /debug/pprof/ (default: the config's pprof)")
 	tlsCert := fs.String("tls-cert", "", "with -preset: the server's TLS certificate (PEM `file`; {name} is replaced by the server's name)")
 	tlsKey := fs.String("tls-key", "", "with -preset: the server's TLS private key (PEM `file`; {name} is replaced)")
 	tlsCA := fs.String("tls-ca", "", "with -preset: CA bundle (PEM `file`) that verifies neighbours and client certificates (default: the system's roots)")
@@ -155,14 +159,31 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		defer closeLog()
 		cfg.Logger = logger
 
-		metricsAddr := fc.metricsAddr(cfg.Name)
-		if set["metrics"] {
-			metricsAddr = *metrics
-			if metricsAddr != "" {
-				if err := cli.CheckMetricsAddr(metricsAddr); err != nil {
-					return usageError(e, c, "-metrics: %v", err)
-				}
+		addr := fc.httpAddr(cfg.Name)
+		for _, f := range []struct {
+			name string
+			v    *string
+		}{{"http", httpAddr}, {"metrics", metrics}} {
+			if !set[f.name] {
+				continue
 			}
+			if set["http"] && set["metrics"] {
+				return usageError(e, c, "-metrics is another name for -http: give one of them")
+			}
+			if addr = *f.v; addr == "" {
+				break
+			}
+			if _, err := cli.CheckHTTPAddr(addr); err != nil {
+				return usageError(e, c, "-%s: %v", f.name, err)
+			}
+		}
+		if addr == "" && (*pprofOn || fc.Pprof) {
+			return usageError(e, c, "-pprof: profiles are served on the HTTP endpoint: set -http (or the config's http)")
+		}
+		var obs *herdhttp.Observer
+		if addr != "" {
+			obs = herdhttp.NewObserver()
+			cfg.Observer = obs
 		}
 
 		node, err := herd.New(cfg)
@@ -170,10 +191,13 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			return configError(e, err)
 		}
 		var m *cli.Metrics
-		if metricsAddr != "" {
-			m, err = cli.StartMetrics(ctx, metricsAddr, cli.MetricsHandler(metricsVars(node, places)))
+		if addr != "" {
+			if loopback, _ := cli.CheckHTTPAddr(addr); !loopback {
+				logger.Warn("HTTP endpoint is not on loopback: whoever reaches it sees the metrics, the status page with client IDs and locations, and with -pprof the process's profiles", "server", cfg.Name, "addr", addr)
+			}
+			m, err = cli.StartMetrics(ctx, addr, httpHandler(node, places, obs, *pprofOn || fc.Pprof))
 			if err != nil {
-				fmt.Fprintf(e.stderr, "herd serve: %s: metrics: %v\n", cfg.Name, err)
+				fmt.Fprintf(e.stderr, "herd serve: %s: http: %v\n", cfg.Name, err)
 				return exitFailure
 			}
 		}
@@ -247,6 +271,15 @@ func placesLimitFlags(fs *flag.FlagSet) *herd.PlacesLimits {
 	return l
 }
 
+// httpHandler serves a server's HTTP endpoints: package herdhttp's, and
+// at /debug/vars the expvar JSON that herd serve served before it.
+func httpHandler(node *herd.Node, places *herd.Frugal, obs *herdhttp.Observer, pprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, places)))
+	mux.Handle("/", herdhttp.New(node, herdhttp.Options{Observer: obs, Frugal: places, Pprof: pprof}))
+	return mux
+}
+
 // metricsVars are the variables a server's metrics add to expvar's:
 // "herd", the node's Stats, and "herd_places", the Places provider's
 // FrugalStats (when it is a *herd.Frugal, as serve's always is).
@@ -278,7 +311,8 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 		}
 		fmt.Fprintf(e.stdout, "%s listening on %s (neighbours: %s)\n", cfg.Name, addr, orNone(strings.Join(peers, ", ")))
 		if m != nil {
-			fmt.Fprintf(e.stdout, "%s metrics at %s\n", cfg.Name, m.URL())
+			fmt.Fprintf(e.stdout, "%s status page at %s\n", cfg.Name, m.URL())
+			fmt.Fprintf(e.stdout, "%s metrics at %smetrics\n", cfg.Name, m.URL())
 		}
 		for _, notice := range notices {
 			fmt.Fprintf(e.stderr, "herd serve: %s: %s\n", cfg.Name, notice)
@@ -287,7 +321,7 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 	err := <-errc
 	if m != nil {
 		if merr := m.Close(); merr != nil {
-			fmt.Fprintf(e.stderr, "herd serve: %s: metrics: %v\n", cfg.Name, merr)
+			fmt.Fprintf(e.stderr, "herd serve: %s: http: %v\n", cfg.Name, merr)
 		}
 	}
 	if err != nil {

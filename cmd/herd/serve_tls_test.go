@@ -86,7 +86,8 @@ type served struct {
 	cancel context.CancelFunc
 	done   chan int
 	addr   string
-	vars   string // the metrics URL, if it printed one
+	vars   string // the expvar URL (/debug/vars), if it printed its HTTP endpoint
+	base   string // the HTTP endpoint's base URL, ending in "/"
 }
 
 // serveInProcess runs "herd serve" with args and waits for it to listen
@@ -98,14 +99,18 @@ func serveInProcess(t *testing.T, wantMetrics bool, args ...string) *served {
 	e := &env{stdout: s.stdout, stderr: s.stderr, getenv: func(string) string { return "" }, now: time.Now}
 	go func() { s.done <- run(ctx, e, append([]string{"serve"}, args...)) }()
 	t.Cleanup(func() { s.stop(t) })
-	metricsLine := regexp.MustCompile(`^\S+ metrics at (http://\S+)$`)
-	for s.addr == "" || (wantMetrics && s.vars == "") {
+	statusLine := regexp.MustCompile(`^\S+ status page at (http://\S+/)$`)
+	metricsLine := regexp.MustCompile(`^\S+ metrics at (http://\S+/)metrics$`)
+	metrics := ""
+	for s.addr == "" || (wantMetrics && (s.vars == "" || metrics == "")) {
 		select {
 		case line := <-s.stdout.lines:
 			if m := listening.FindStringSubmatch(line); m != nil {
 				s.addr = m[2]
-			} else if m := metricsLine.FindStringSubmatch(line); m != nil {
-				s.vars = m[1]
+			} else if m := statusLine.FindStringSubmatch(line); m != nil {
+				s.base, s.vars = m[1], m[1]+"debug/vars"
+			} else if m := metricsLine.FindStringSubmatch(line); m != nil && m[1] == s.base {
+				metrics = m[1]
 			} else {
 				t.Fatalf("serve printed %q", line)
 			}
@@ -214,6 +219,19 @@ func TestServeMetrics(t *testing.T) {
 	if err := json.Unmarshal(vars["herd_places"], &places); err != nil || places.Lookups != 1 {
 		t.Fatalf("herd_places %s (%v), want one lookup", vars["herd_places"], err)
 	}
+	// The same in Prometheus's format, with the latency histograms, and
+	// the rest of package herdhttp's endpoints; no profiles without -pprof.
+	code, prom := httpGet(t, s.base+"metrics")
+	for _, want := range []string{"herd_iamat_total 1\n", "herd_whatsat_total 1\n", "herd_frugal_lookups_total 1\n", "herd_iamat_seconds_count 1\n", `herd_places_call_seconds_count{outcome="ok"} 1` + "\n"} {
+		if code != http.StatusOK || !strings.Contains(prom, want) {
+			t.Errorf("/metrics (%d) lacks %q", code, want)
+		}
+	}
+	for path, want := range map[string]int{"healthz": 200, "readyz": 200, "": 200, "status.json": 200, "debug/pprof/": 404} {
+		if code, _ := httpGet(t, s.base+path); code != want {
+			t.Errorf("GET /%s: %d, want %d", path, code, want)
+		}
+	}
 
 	// The metrics server shuts down with the node.
 	s.stop(t)
@@ -228,7 +246,7 @@ func TestServeMetricsFlag(t *testing.T) {
 	// their own (nothing is published in expvar's global registry).
 	port := strconv.Itoa(reservePorts(t, 2))
 	a := serveInProcess(t, true, "-preset", "2018", "-port", port, "-name", "Goloman", "-metrics", "127.0.0.1:0", "-log-level", "error")
-	b := serveInProcess(t, true, "-preset", "2018", "-port", port, "-name", "Hands", "-metrics", "localhost:0", "-log-level", "error")
+	b := serveInProcess(t, true, "-preset", "2018", "-port", port, "-name", "Hands", "-http", "localhost:0", "-pprof", "-log-level", "error")
 	if a.vars == b.vars {
 		t.Fatalf("both at %s", a.vars)
 	}
@@ -236,6 +254,28 @@ func TestServeMetricsFlag(t *testing.T) {
 		vars, _ := getVars(t, s.vars)
 		herdStats(t, vars)
 	}
+	// Profiles only where -pprof asked for them.
+	if code, _ := httpGet(t, a.base+"debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("Goloman's pprof without -pprof: %d", code)
+	}
+	if code, _ := httpGet(t, b.base+"debug/pprof/"); code != http.StatusOK {
+		t.Errorf("Hands' pprof with -pprof: %d", code)
+	}
+}
+
+// httpGet fetches url and returns the status code and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }
 
 // reservePorts returns the first of n consecutive free loopback ports
@@ -270,23 +310,25 @@ func reservePorts(t *testing.T, n int) int {
 	return 0
 }
 
-func TestServeMetricsRefusesNonLoopback(t *testing.T) {
+func TestServeHTTPAddrErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "herd.json")
-	writeFile(t, cfgPath, `{"servers": [{"name": "A", "addr": "127.0.0.1:1", "metrics": "10.0.0.1:9100"}], "metrics": ":9100"}`)
+	writeFile(t, cfgPath, `{"servers": [{"name": "A", "addr": "127.0.0.1:1", "http": "127.0.0.1:9100", "metrics": "127.0.0.1:9100"}], "metrics": "127.0.0.1"}`)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-metrics", "0.0.0.0:9100"},
-			`herd serve: -metrics: "0.0.0.0:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")` + "\n"},
-		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-metrics", "example.com:9100"},
-			`herd serve: -metrics: "example.com:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")` + "\n"},
 		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-metrics", "127.0.0.1"},
 			`herd serve: -metrics: "127.0.0.1": missing port in address` + "\n"},
+		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-http", "127.0.0.1:http"},
+			`herd serve: -http: "127.0.0.1:http": port "http" is not a number from 0 to 65535` + "\n"},
+		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-http", "127.0.0.1:0", "-metrics", "127.0.0.1:0"},
+			"herd serve: -metrics is another name for -http: give one of them\n"},
+		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-pprof"},
+			"herd serve: -pprof: profiles are served on the HTTP endpoint: set -http (or the config's http)\n"},
 		{[]string{"serve", "-config", cfgPath, "-name", "A"},
-			"herd serve: " + cfgPath + `: servers[0].metrics: "10.0.0.1:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")` + "\n" +
-				"herd serve: " + cfgPath + `: metrics: ":9100" listens on every interface: metrics are served on loopback only (e.g. "127.0.0.1:9100")` + "\n"},
+			"herd serve: " + cfgPath + ": servers[0].metrics: is another name for servers[0].http: set one of them\n" +
+				"herd serve: " + cfgPath + `: metrics: "127.0.0.1": missing port in address` + "\n"},
 	} {
 		e, _, errOut := testEnv(nil)
 		if code := run(context.Background(), e, tc.args); code != exitUsage {
@@ -302,6 +344,30 @@ func TestServeMetricsRefusesNonLoopback(t *testing.T) {
 	}
 }
 
+func TestServeHTTPWarnsUnlessLoopback(t *testing.T) {
+	// Any address is allowed, with a warning in the log. 192.0.2.1
+	// (TEST-NET-1) is not this machine's, so nothing is exposed: the
+	// warning comes, then the listen fails.
+	e, out, errOut := testEnv(nil)
+	code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "1", "-name", "Goloman", "-http", "192.0.2.1:9100"})
+	log := errOut.String()
+	if code != exitFailure || !strings.Contains(log, `level=WARN msg="HTTP endpoint is not on loopback`) || !strings.Contains(log, "addr=192.0.2.1:9100") ||
+		!strings.Contains(log, "herd serve: Goloman: http: listen tcp 192.0.2.1:9100: ") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, log)
+	}
+	// A loopback address gets no warning.
+	e, out, errOut = testEnv(nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code = run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "1", "-name", "Goloman", "-http", ln.Addr().String()})
+	if code != exitFailure || strings.Contains(errOut.String(), "loopback") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
 func TestServeMetricsPortBusy(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -310,7 +376,7 @@ func TestServeMetricsPortBusy(t *testing.T) {
 	defer ln.Close()
 	e, out, errOut := testEnv(nil)
 	code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "1", "-name", "Goloman", "-metrics", ln.Addr().String()})
-	if code != exitFailure || !strings.Contains(errOut.String(), "herd serve: Goloman: metrics: listen tcp "+ln.Addr().String()+": bind: address already in use") {
+	if code != exitFailure || !strings.Contains(errOut.String(), "herd serve: Goloman: http: listen tcp "+ln.Addr().String()+": bind: address already in use") {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 }

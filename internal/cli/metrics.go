@@ -16,32 +16,29 @@ import (
 	"time"
 )
 
-// MetricsPath is where a metrics server answers: the path of
+// MetricsPath is where [MetricsHandler] answers: the path of
 // expvar.Handler, so tools that read expvar read herd.
 const MetricsPath = "/debug/vars"
 
-// CheckMetricsAddr reports whether addr is host:port on a loopback
-// address ("127.0.0.1:9100", "[::1]:9100", "localhost:9100"; port 0 picks
-// a free port). Metrics are never served beyond the machine: they say how
-// busy the server is and how many clients it knows.
-func CheckMetricsAddr(addr string) error {
+// CheckHTTPAddr checks that addr is host:port with a numeric port (0
+// picks a free port) and reports whether it is on a loopback address
+// ("127.0.0.1:9100", "[::1]:9100", "localhost:9100"). Any address is
+// allowed: a server behind a scraper on another machine needs one that is
+// not loopback, but callers warn then, since the endpoint shows how busy
+// the server is and where its clients are.
+func CheckHTTPAddr(addr string) (loopback bool, err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q: %v", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+		return false, fmt.Errorf("%q: %v", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+		return false, fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
 	}
 	if host == "localhost" {
-		return nil
+		return true, nil
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	if host == "" {
-		return fmt.Errorf("%q listens on every interface: metrics are served on loopback only (e.g. \"127.0.0.1:%s\")", addr, port)
-	}
-	return fmt.Errorf("%q is not a loopback address: metrics are served on loopback only (e.g. \"127.0.0.1:%s\")", addr, port)
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
 }
 
 // MetricsHandler serves, at [MetricsPath], the process's expvar variables
@@ -78,7 +75,8 @@ func MetricsHandler(vars map[string]expvar.Var) http.Handler {
 	return mux
 }
 
-// Metrics is a running metrics server; see [StartMetrics].
+// Metrics is a running HTTP server for a node's endpoints; see
+// [StartMetrics].
 type Metrics struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -87,10 +85,10 @@ type Metrics struct {
 	once sync.Once
 }
 
-// StartMetrics listens on addr, which must be a loopback address (see
-// [CheckMetricsAddr]), and serves h there until Close.
+// StartMetrics listens on addr (see [CheckHTTPAddr]) and serves h there
+// until Close.
 func StartMetrics(ctx context.Context, addr string, h http.Handler) (*Metrics, error) {
-	if err := CheckMetricsAddr(addr); err != nil {
+	if _, err := CheckHTTPAddr(addr); err != nil {
 		return nil, err
 	}
 	var lc net.ListenConfig
@@ -118,8 +116,8 @@ func StartMetrics(ctx context.Context, addr string, h http.Handler) (*Metrics, e
 // Addr returns where the server listens.
 func (m *Metrics) Addr() net.Addr { return m.ln.Addr() }
 
-// URL returns the address of the metrics document.
-func (m *Metrics) URL() string { return "http://" + m.ln.Addr().String() + MetricsPath }
+// URL returns the server's base URL, ending in "/".
+func (m *Metrics) URL() string { return "http://" + m.ln.Addr().String() + "/" }
 
 // Close stops the server, closing its connections, and waits for it. It
 // is idempotent and returns the error that stopped serving early, if any.

@@ -9,27 +9,31 @@ import (
 	"testing"
 )
 
-func TestCheckMetricsAddr(t *testing.T) {
-	for addr, want := range map[string]string{
-		"127.0.0.1:9100":   "",
-		"127.0.0.2:0":      "",
-		"[::1]:9100":       "",
-		"localhost:9100":   "",
-		":9100":            `":9100" listens on every interface: metrics are served on loopback only (e.g. "127.0.0.1:9100")`,
-		"0.0.0.0:9100":     `"0.0.0.0:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")`,
-		"[::]:9100":        `"[::]:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")`,
-		"10.0.0.1:9100":    `"10.0.0.1:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")`,
-		"example.com:9100": `"example.com:9100" is not a loopback address: metrics are served on loopback only (e.g. "127.0.0.1:9100")`,
-		"127.0.0.1":        `"127.0.0.1": missing port in address`,
-		"127.0.0.1:http":   `"127.0.0.1:http": port "http" is not a number from 0 to 65535`,
-		"127.0.0.1:70000":  `"127.0.0.1:70000": port "70000" is not a number from 0 to 65535`,
+func TestCheckHTTPAddr(t *testing.T) {
+	for addr, want := range map[string]struct {
+		loopback bool
+		err      string
+	}{
+		"127.0.0.1:9100":   {true, ""},
+		"127.0.0.2:0":      {true, ""},
+		"[::1]:9100":       {true, ""},
+		"localhost:9100":   {true, ""},
+		":9100":            {false, ""},
+		"0.0.0.0:9100":     {false, ""},
+		"[::]:9100":        {false, ""},
+		"10.0.0.1:9100":    {false, ""},
+		"example.com:9100": {false, ""},
+		"127.0.0.1":        {false, `"127.0.0.1": missing port in address`},
+		"127.0.0.1:http":   {false, `"127.0.0.1:http": port "http" is not a number from 0 to 65535`},
+		"127.0.0.1:70000":  {false, `"127.0.0.1:70000": port "70000" is not a number from 0 to 65535`},
 	} {
+		loopback, err := CheckHTTPAddr(addr)
 		got := ""
-		if err := CheckMetricsAddr(addr); err != nil {
+		if err != nil {
 			got = err.Error()
 		}
-		if got != want {
-			t.Errorf("CheckMetricsAddr(%q) = %q, want %q", addr, got, want)
+		if loopback != want.loopback || got != want.err {
+			t.Errorf("CheckHTTPAddr(%q) = %v, %q; want %v, %q", addr, loopback, got, want.loopback, want.err)
 		}
 	}
 }

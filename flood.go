@@ -19,6 +19,7 @@ package herd
 // it receives each client's newest record.
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 )
@@ -334,12 +335,49 @@ func (t *table) eachInLeaf(b int, f func(p pos, h uint64)) {
 // leafOf is the leaf summary bucket of a client hash.
 func leafOf(h uint64) int { return int(h >> (64 - leafBits)) }
 
+// eachInLeaves calls f for every client in leaf buckets [lo, hi), in
+// hash order but within a leaf. A span that covers whole shards is walked
+// slot by slot, so a full walk costs the index, not 65,536 leaf probes.
+func (t *table) eachInLeaves(lo, hi int, f func(p pos, h uint64)) {
+	const perShard = 1 << (leafBits - shardBits)
+	for b := lo; b < hi; {
+		si := b / perShard
+		if b%perShard == 0 && b+perShard <= hi {
+			sh := &t.shards[si]
+			if sh.n > 0 {
+				// Slots are in hash order but for the run that wraps
+				// round the end: start after the first empty slot.
+				start := 0
+				for sh.slots[start].hash != 0 {
+					start++
+				}
+				mask := len(sh.slots) - 1
+				var run []pos
+				for k := 1; k <= len(sh.slots); k++ {
+					i := (start + k) & mask
+					if sh.slots[i].hash != 0 {
+						run = append(run, pos{si, i})
+					}
+				}
+				slices.SortStableFunc(run, func(x, y pos) int {
+					return cmp.Compare(leafOf(sh.slots[x.i].hash), leafOf(sh.slots[y.i].hash))
+				})
+				for _, p := range run {
+					f(p, sh.slots[p.i].hash)
+				}
+			}
+			b += perShard
+			continue
+		}
+		t.eachInLeaf(b, f)
+		b++
+	}
+}
+
 // appendLeaves appends the records of every client in leaf buckets
 // [lo, hi) to out, unsorted.
 func (t *table) appendLeaves(lo, hi int, out []Record) []Record {
-	for b := lo; b < hi; b++ {
-		t.eachInLeaf(b, func(p pos, _ uint64) { out = append(out, t.recordAt(p)) })
-	}
+	t.eachInLeaves(lo, hi, func(p pos, _ uint64) { out = append(out, t.recordAt(p)) })
 	return out
 }
 

@@ -405,7 +405,7 @@ func (n *Node) offer(r Record, from string) (string, offerResult) {
 	h := n.table.slotAt(p).hash
 	for _, l := range n.links {
 		if l.peer != from {
-			n.queue(l, p, h)
+			n.queue(l, p, h, r.Line)
 		}
 	}
 	n.notifyLocked()

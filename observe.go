@@ -233,9 +233,7 @@ func (n *Node) SampleRecords(max int) []Record {
 	var picks []pick
 	for lo := 0; lo < numLeaves && len(picks) < max; lo += sampleLeaves {
 		n.mu.Lock()
-		for b := lo; b < min(lo+sampleLeaves, numLeaves); b++ {
-			n.table.eachInLeaf(b, func(p pos, h uint64) { picks = append(picks, pick{h, n.table.recordAt(p)}) })
-		}
+		n.table.eachInLeaves(lo, min(lo+sampleLeaves, numLeaves), func(p pos, h uint64) { picks = append(picks, pick{h, n.table.recordAt(p)}) })
 		n.mu.Unlock()
 	}
 	// Every client in a later leaf hashes higher than any picked.

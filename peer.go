@@ -298,16 +298,20 @@ type link struct {
 	done   chan struct{} // closed when the link is going down
 	once   sync.Once
 
-	// Guarded by n.mu. slot is the link's bit in slot.dirty; owed holds
-	// the hashes of the clients queued for it (each once: the bit says
-	// so), oldest first; pushes are leaf ranges to queue whole, for the
-	// link-up; ctrl holds sync lines for the writer; syncIn counts the
+	// Guarded by n.mu. pending holds lines for the writer in order (AT
+	// lines and sync lines, without newlines) while the link keeps up:
+	// every record queued, so that what is sent never depends on when
+	// the writer runs. Past mergeAfter pending records (a neighbour that
+	// falls behind), clients go to owed instead: the hashes of the
+	// clients queued, each once (the dirty bit in its slot, the link's
+	// slot, says so), whose newest record the writer sends. pushes are
+	// leaf ranges to queue whole, for the link-up. syncIn counts the
 	// sync lines received.
-	slot   int
-	owed   hashFIFO
-	pushes []leafRange
-	ctrl   []byte
-	syncIn int
+	slot    int
+	pending []string
+	owed    hashFIFO
+	pushes  []leafRange
+	syncIn  int
 
 	sent, received atomic.Uint64 // AT lines written and read
 }
@@ -328,11 +332,27 @@ func (l *link) signal() {
 	}
 }
 
-// queue queues the client at p (hash h) for l, unless it is queued
-// already: the writer will send its newest record. Called with n.mu held.
-func (n *Node) queue(l *link, p pos, h uint64) {
-	if !n.table.mark(p, l.slot) {
+// mergeAfter is how many records may wait for a link, each as it was
+// queued, before the link owes clients instead of records: from then on
+// a client changed again before the writer sends it is sent once, with
+// its newest record (all the neighbour's table would keep). Below it,
+// every record goes out, so a simulation sends the same lines whatever
+// the writer's timing.
+const mergeAfter = 64
+
+// queue queues the client at p (hash h) for l; line is its record's AT
+// line, or "" to read it from the table. Called with n.mu held.
+func (n *Node) queue(l *link, p pos, h uint64, line string) {
+	if l.owed.len() == 0 && len(l.pending) < mergeAfter {
+		if line == "" {
+			line = string(n.table.lineAt(p))
+		}
+		n.stats.recordsFlooded++
+		n.queueLine(l, line)
 		return
+	}
+	if !n.table.mark(p, l.slot) {
+		return // owed already: the writer will send the newest record
 	}
 	n.stats.recordsFlooded++
 	l.owed.push(h)
@@ -341,11 +361,36 @@ func (n *Node) queue(l *link, p pos, h uint64) {
 	}
 }
 
-// pushRange queues every client in range i of level lvl for l, a chunk
-// at a time as the writer gets to it (see fillBatch), so that no call
-// holds n.mu for a whole table. Called with n.mu held.
+// queueLine queues one line (no newline) for l's writer. Called with n.mu
+// held.
+func (n *Node) queueLine(l *link, line string) {
+	l.pending = append(l.pending, line)
+	if len(l.pending) == 1 {
+		l.signal()
+	}
+}
+
+// queueSync queues sync lines, as the append* functions of summary.go
+// make them (each ending in a newline). Called with n.mu held.
+func (n *Node) queueSync(l *link, b []byte) {
+	for line := range bytes.Lines(b) {
+		n.queueLine(l, string(line[:len(line)-1]))
+	}
+}
+
+// pushNow is the most records a push queues at once, in the goroutine
+// that asks for it; a larger range is queued a chunk at a time by the
+// writer (see fillBatch), so that no call holds n.mu for a whole table.
+const pushNow = 4096
+
+// pushRange queues every client in range i of level lvl for l. Called
+// with n.mu held.
 func (n *Node) pushRange(l *link, lvl, i int) {
 	lo, hi := leaves(lvl, i)
+	if n.table.sum.get(lvl, i).count <= pushNow {
+		n.table.eachInLeaves(lo, hi, func(p pos, h uint64) { n.queue(l, p, h, "") })
+		return
+	}
 	l.pushes = append(l.pushes, leafRange{lo, hi})
 	l.signal()
 }
@@ -354,32 +399,34 @@ func (n *Node) pushRange(l *link, lvl, i int) {
 // pending push: about 15 clients each at a million clients.
 const pushChunk = 64
 
-// fillBatch appends to buf what l's writer sends next: owed records, up
-// to about writeBuffer bytes, then any sync lines. A push in progress is
-// turned into owed clients a chunk at a time. It reports whether more is
-// waiting. Called with n.mu held.
+// fillBatch appends to buf what l's writer sends next: the pending lines,
+// then owed records up to about writeBuffer bytes. A push in progress is
+// turned into queued clients a chunk at a time. It reports whether more
+// is waiting. Called with n.mu held.
 func (n *Node) fillBatch(l *link, buf []byte) ([]byte, bool) {
-	if l.owed.len() == 0 && len(l.pushes) > 0 {
+	if l.owed.len() == 0 && len(l.pending) == 0 && len(l.pushes) > 0 {
 		r := &l.pushes[0]
 		end := min(r.lo+pushChunk, r.hi)
-		for b := r.lo; b < end; b++ {
-			n.table.eachInLeaf(b, func(p pos, h uint64) { n.queue(l, p, h) })
-		}
+		n.table.eachInLeaves(r.lo, end, func(p pos, h uint64) { n.queue(l, p, h, "") })
 		if r.lo = end; r.lo == r.hi {
 			l.pushes = slices.Delete(l.pushes, 0, 1)
 		}
 	}
 	start := len(buf)
+	for i, line := range l.pending {
+		if strings.HasPrefix(line, "AT ") {
+			l.sent.Add(1)
+		}
+		buf = append(append(buf, line...), '\n')
+		l.pending[i] = "" // let it be collected
+	}
+	l.pending = l.pending[:0]
 	for l.owed.len() > 0 && len(buf)-start < writeBuffer {
 		var ok bool
 		if buf, ok = n.table.take(l.owed.pop(), l.slot, buf, true); ok {
 			l.sent.Add(1)
 		}
 	}
-	// Sync lines go after the records taken with them, so that a WANT
-	// arrives after the records that may make it moot.
-	buf = append(buf, l.ctrl...)
-	l.ctrl = l.ctrl[:0]
 	return buf, l.owed.len() > 0 || len(l.pushes) > 0
 }
 
@@ -448,8 +495,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 	n.observeLink(l, true)
 	clients := n.table.len()
 	if dialer {
-		l.ctrl = appendSum(l.ctrl, 1, 0, n.childPrints(0, 0))
-		l.signal()
+		n.queueSync(l, appendSum(nil, 1, 0, n.childPrints(0, 0)))
 	}
 	n.notifyLocked()
 	n.mu.Unlock()
@@ -469,7 +515,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		n.links = slices.Delete(n.links, i, i+1)
 		n.notifyLocked()
 	}
-	l.pushes = nil
+	l.pushes, l.pending = nil, nil
 	n.observeLink(l, false)
 	n.mu.Unlock()
 	// Free the link's slot a bounded piece at a time: a link that fell
@@ -561,7 +607,7 @@ func (n *Node) linkWriter(l *link) {
 			if len(buf) == 0 {
 				continue // a chunk of a push with no client in it
 			}
-			if l.s.logLines || n.log.Enabled(n.ctx, slog.LevelInfo) {
+			if n.log.Enabled(n.ctx, slog.LevelInfo) {
 				for line := range bytes.Lines(buf) {
 					logLine(n, l.s.id, "out", line)
 				}

@@ -41,30 +41,47 @@ func testRec(t *testing.T, client string, sec int) Record {
 	return mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
 }
 
-// TestLinkOwesEachClientOnce: a link owes each client at most once, in
-// the order clients were first queued, and is sent the newest record of
-// each; once taken, a client is queued again by its next change.
+// TestLinkSendsEveryRecordWhileItKeepsUp: while fewer than mergeAfter
+// records wait, every record is sent, in order, whenever the writer runs;
+// a record from B is not sent back to B.
+func TestLinkSendsEveryRecordWhileItKeepsUp(t *testing.T) {
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := testLink(t, n, "B")
+	for _, r := range []Record{testRec(t, "x", 1), testRec(t, "y", 1), testRec(t, "x", 2), testRec(t, "z", 1)} {
+		n.offer(r, "")
+	}
+	n.offer(testRec(t, "w", 1), "B")
+	want := []string{"AT A +0.000000000 x +1.0+1.0 1", "AT A +0.000000000 y +1.0+1.0 1", "AT A +0.000000000 x +1.0+1.0 2", "AT A +0.000000000 z +1.0+1.0 1"}
+	if d := cmp.Diff(want, takeAll(n, l)); d != "" {
+		t.Fatal(d)
+	}
+}
+
+// TestLinkOwesEachClientOnce: once mergeAfter records wait, a link owes
+// each client at most once, in the order clients were first owed, and is
+// sent the newest record of each; once taken, a client is owed again by
+// its next change.
 func TestLinkOwesEachClientOnce(t *testing.T) {
 	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := testLink(t, n, "B")
+	var want []string
+	for i := range mergeAfter {
+		r := testRec(t, fmt.Sprintf("fill%d", i), 1)
+		n.offer(r, "")
+		want = append(want, r.Line)
+	}
 	for _, r := range []Record{testRec(t, "x", 1), testRec(t, "y", 1), testRec(t, "x", 2), testRec(t, "z", 1), testRec(t, "y", 3)} {
 		n.offer(r, "")
 	}
-	want := []string{"AT A +0.000000000 x +1.0+1.0 2", "AT A +0.000000000 y +1.0+1.0 3", "AT A +0.000000000 z +1.0+1.0 1"}
+	want = append(want, "AT A +0.000000000 x +1.0+1.0 2", "AT A +0.000000000 y +1.0+1.0 3", "AT A +0.000000000 z +1.0+1.0 1")
 	if d := cmp.Diff(want, takeAll(n, l)); d != "" {
 		t.Fatal(d)
-	}
-	n.offer(testRec(t, "y", 4), "")
-	if d := cmp.Diff([]string{"AT A +0.000000000 y +1.0+1.0 4"}, takeAll(n, l)); d != "" {
-		t.Fatal(d)
-	}
-	// A record from B is not sent back to B.
-	n.offer(testRec(t, "w", 1), "B")
-	if got := takeAll(n, l); len(got) != 0 {
-		t.Fatalf("echoed %q", got)
 	}
 }
 
@@ -84,18 +101,26 @@ func TestLinkBacklogBoundedByTable(t *testing.T) {
 		}
 	}
 	n.mu.Lock()
-	owed := l.owed.len()
+	owed, pending := l.owed.len(), len(l.pending)
 	n.mu.Unlock()
-	if owed != clients {
-		t.Fatalf("owes %d entries for %d clients", owed, clients)
+	if owed != clients || pending != mergeAfter {
+		t.Fatalf("owes %d clients and %d records for %d clients", owed, pending, clients)
 	}
 	got := takeAll(n, l)
-	if len(got) != clients {
+	if len(got) != clients+mergeAfter {
 		t.Fatalf("sent %d records for %d clients", len(got), clients)
 	}
+	newest := map[string]int64{}
 	for _, line := range got {
-		if r, ok := parseAT([]byte(line)); !ok || r.Sec != rounds {
-			t.Fatalf("sent %q, not the newest record", line)
+		r, ok := parseAT([]byte(line))
+		if !ok {
+			t.Fatalf("sent %q", line)
+		}
+		newest[r.Client] = max(newest[r.Client], r.Sec)
+	}
+	for i := range clients {
+		if c := fmt.Sprintf("c%d", i); newest[c] != rounds {
+			t.Fatalf("%s: newest record sent is from round %d", c, newest[c])
 		}
 	}
 	select {

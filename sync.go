@@ -53,7 +53,6 @@ func (n *Node) syncLine(l *link, line []byte, f *fieldList, nf int) {
 	}
 	l.syncIn++
 	n.stats.syncLines++
-	before := len(l.ctrl)
 	switch m.verb {
 	case verbSum:
 		for c, theirs := range m.fps {
@@ -65,9 +64,6 @@ func (n *Node) syncLine(l *link, line []byte, f *fieldList, nf int) {
 		n.answerHave(l, m)
 	case verbWant:
 		n.answerWant(l, m)
-	}
-	if len(l.ctrl) > before {
-		l.signal()
 	}
 }
 
@@ -95,16 +91,16 @@ func (n *Node) compareRange(l *link, lvl, i int, theirs fingerprint) {
 	case theirs.count == 0:
 		n.pushRange(l, lvl, i)
 	case mine.count == 0:
-		l.ctrl = appendPush(l.ctrl, lvl, i)
+		n.queueSync(l, appendPush(nil, lvl, i))
 	case lvl == topLevel || theirs.count+mine.count <= smallRange:
 		if mine.count > maxIDs {
 			n.pushRange(l, lvl, i)
-			l.ctrl = appendPush(l.ctrl, lvl, i)
+			n.queueSync(l, appendPush(nil, lvl, i))
 			return
 		}
-		l.ctrl = appendIDs(l.ctrl, verbHave, lvl, i, n.rangeIDs(lvl, i, nil))
+		n.queueSync(l, appendIDs(nil, verbHave, lvl, i, n.rangeIDs(lvl, i, nil)))
 	default:
-		l.ctrl = appendSum(l.ctrl, lvl+1, i, n.childPrints(lvl, i))
+		n.queueSync(l, appendSum(nil, lvl+1, i, n.childPrints(lvl, i)))
 	}
 }
 
@@ -114,15 +110,13 @@ func (n *Node) compareRange(l *link, lvl, i int, theirs fingerprint) {
 func (n *Node) rangeIDs(lvl, i int, f func(p pos, h, id uint64)) []uint64 {
 	var ids []uint64
 	lo, hi := leaves(lvl, i)
-	for b := lo; b < hi; b++ {
-		n.table.eachInLeaf(b, func(p pos, h uint64) {
-			id := hashBytes(n.table.key, n.table.lineAt(p))
-			ids = append(ids, id)
-			if f != nil {
-				f(p, h, id)
-			}
-		})
-	}
+	n.table.eachInLeaves(lo, hi, func(p pos, h uint64) {
+		id := hashBytes(n.table.key, n.table.lineAt(p))
+		ids = append(ids, id)
+		if f != nil {
+			f(p, h, id)
+		}
+	})
 	return ids
 }
 
@@ -132,7 +126,7 @@ func (n *Node) answerHave(l *link, m syncLine) {
 	if n.table.sum.get(m.level, m.index).count > maxIDs {
 		// More here than a HAVE can list: settle the range whole.
 		n.pushRange(l, m.level, m.index)
-		l.ctrl = appendPush(l.ctrl, m.level, m.index)
+		n.queueSync(l, appendPush(nil, m.level, m.index))
 		return
 	}
 	theirs := make(map[uint64]bool, len(m.ids))
@@ -141,7 +135,7 @@ func (n *Node) answerHave(l *link, m syncLine) {
 	}
 	mine := n.rangeIDs(m.level, m.index, func(p pos, h, id uint64) {
 		if !theirs[id] {
-			n.queue(l, p, h)
+			n.queue(l, p, h, "")
 		}
 	})
 	held := make(map[uint64]bool, len(mine))
@@ -155,7 +149,7 @@ func (n *Node) answerHave(l *link, m syncLine) {
 		}
 	}
 	if len(want) > 0 {
-		l.ctrl = appendIDs(l.ctrl, verbWant, m.level, m.index, want)
+		n.queueSync(l, appendIDs(nil, verbWant, m.level, m.index, want))
 	}
 }
 
@@ -173,7 +167,7 @@ func (n *Node) answerWant(l *link, m syncLine) {
 	}
 	n.rangeIDs(m.level, m.index, func(p pos, h, id uint64) {
 		if want[id] {
-			n.queue(l, p, h)
+			n.queue(l, p, h, "")
 		}
 	})
 }

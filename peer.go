@@ -557,7 +557,9 @@ func (n *Node) linkWriter(l *link) {
 			if len(buf) == 0 {
 				continue // a chunk of a push with no client in it
 			}
-			if l.s.logLines || n.log.Enabled(n.ctx, slog.LevelInfo) {
+			// Not l.s.logLines: the link's reader goroutine writes it
+			// at every read (a data race); ask the logger instead.
+			if n.log.Enabled(n.ctx, slog.LevelInfo) {
 				for line := range bytes.Lines(buf) {
 					logLine(n, l.s.id, "out", line)
 				}

@@ -934,6 +934,7 @@ func BenchmarkTableMemory(b *testing.B) {
 		if _, res := n.offer(recs[i], "Hands"); res != offerChanged {
 			b.Fatal(res)
 		}
+		n.flushWakes() // as a session does after each read
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)

@@ -141,6 +141,7 @@ func (n *Node) runSession(s *session) {
 
 // endSession logs why a session ended and closes its connection.
 func (n *Node) endSession(s *session, reason string) {
+	n.flushWakes()
 	s.publishCounts() // commands whose replies were never written count too
 	s.stopFirstTimer()
 	if s.quiet.Load() {
@@ -389,6 +390,7 @@ func (s *session) whatsat(m *whatsat) bool {
 
 // fill reads more input into the session's line reader.
 func (s *session) fill() error {
+	s.n.flushWakes() // before waiting: writers take what this batch queued
 	err := s.lr.fill()
 	s.recv = s.n.clock.Now()
 	s.logLines = s.n.log.Enabled(context.Background(), slog.LevelInfo)

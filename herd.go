@@ -128,7 +128,7 @@ type Peer struct {
 // Defaults for the zero values of [Config].
 const (
 	DefaultMaxLineBytes  = 64 << 10
-	DefaultPeerQueue     = 8192 // Deprecated: PeerQueue is ignored.
+	DefaultPeerQueue     = 8192
 	DefaultPlacesTimeout = 10 * time.Second
 	DefaultRedialMin     = 50 * time.Millisecond
 	DefaultRedialMax     = 5 * time.Second
@@ -203,12 +203,15 @@ type Config struct {
 	// MaxLineBytes bounds one input line (default 64 KiB). A longer line
 	// is answered with "? " and its first bytes, and the connection closes.
 	MaxLineBytes int
-	// PeerQueue is ignored.
-	//
-	// Deprecated: a link now owes each client at most once (its newest
-	// record), so what a neighbour is owed is bounded by the table and no
-	// link is cut for falling behind; a neighbour that stops reading is
-	// cut by WriteTimeout.
+	// PeerQueue is how many records may wait for one neighbour, each
+	// sent as it was queued (default 8192). Beyond it the link owes
+	// clients instead of records: a client changed again before the
+	// writer gets to it is sent once, with its newest record (all the
+	// neighbour's table would keep), so what a slow neighbour is owed is
+	// bounded by the table and no link is ever cut for falling behind (a
+	// neighbour that stops reading is cut by WriteTimeout). Below it,
+	// what a link sends does not depend on when its writer runs, which
+	// simulations rely on.
 	PeerQueue int
 	// PlacesTimeout bounds one provider call (default 10s).
 	PlacesTimeout time.Duration

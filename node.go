@@ -42,8 +42,12 @@ type Node struct {
 	table     *table
 	links     []*link // up links, sorted by peer name
 	linkSlots uint64  // link slots in use by up links and links draining
-	changed   chan struct{}
-	watched   bool
+	// wakes are the links whose writers have work, to be woken by
+	// flushWakes; wakesWaiting says there are some without taking mu.
+	wakes, spareWakes []*link
+	wakesWaiting      atomic.Bool
+	changed           chan struct{}
+	watched           bool
 
 	stateMu sync.Mutex
 	started bool

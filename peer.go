@@ -301,17 +301,18 @@ type link struct {
 	// Guarded by n.mu. pending holds lines for the writer in order (AT
 	// lines and sync lines, without newlines) while the link keeps up:
 	// every record queued, so that what is sent never depends on when
-	// the writer runs. Past mergeAfter pending records (a neighbour that
-	// falls behind), clients go to owed instead: the hashes of the
+	// the writer runs. Past Config.PeerQueue pending records (a neighbour
+	// that falls behind), clients go to owed instead: the hashes of the
 	// clients queued, each once (the dirty bit in its slot, the link's
 	// slot, says so), whose newest record the writer sends. pushes are
 	// leaf ranges to queue whole, for the link-up. syncIn counts the
 	// sync lines received.
-	slot    int
-	pending []string
-	owed    hashFIFO
-	pushes  []leafRange
-	syncIn  int
+	slot       int
+	wakeQueued bool // in n.wakes
+	pending    []string
+	owed       hashFIFO
+	pushes     []leafRange
+	syncIn     int
 
 	sent, received atomic.Uint64 // AT lines written and read
 }
@@ -324,6 +325,41 @@ func newLink(peer string, s *session, dialer bool) *link {
 	return &link{peer: peer, s: s, dialer: dialer, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// wakeLater notes that l's writer has work. Writers are woken by
+// flushWakes, which every session calls before it waits for input: a
+// writer starts once the lines that gave it work have all been handled,
+// so it takes them in one batch, and a simulation step queues the same
+// lines for it whatever the scheduler does. Called with n.mu held.
+func (n *Node) wakeLater(l *link) {
+	if !l.wakeQueued {
+		l.wakeQueued = true
+		n.wakes = append(n.wakes, l)
+		n.wakesWaiting.Store(true)
+	}
+}
+
+// flushWakes wakes the writers that wakeLater noted.
+func (n *Node) flushWakes() {
+	if !n.wakesWaiting.Load() {
+		return
+	}
+	n.mu.Lock()
+	ls := n.wakes
+	n.wakes = n.spareWakes[:0]
+	for _, l := range ls {
+		l.wakeQueued = false
+	}
+	n.wakesWaiting.Store(false)
+	n.mu.Unlock()
+	for i, l := range ls {
+		l.signal()
+		ls[i] = nil
+	}
+	n.mu.Lock()
+	n.spareWakes = ls[:0]
+	n.mu.Unlock()
+}
+
 // signal wakes the link's writer.
 func (l *link) signal() {
 	select {
@@ -332,18 +368,10 @@ func (l *link) signal() {
 	}
 }
 
-// mergeAfter is how many records may wait for a link, each as it was
-// queued, before the link owes clients instead of records: from then on
-// a client changed again before the writer sends it is sent once, with
-// its newest record (all the neighbour's table would keep). Below it,
-// every record goes out, so a simulation sends the same lines whatever
-// the writer's timing.
-const mergeAfter = 64
-
 // queue queues the client at p (hash h) for l; line is its record's AT
 // line, or "" to read it from the table. Called with n.mu held.
 func (n *Node) queue(l *link, p pos, h uint64, line string) {
-	if l.owed.len() == 0 && len(l.pending) < mergeAfter {
+	if l.owed.len() == 0 && len(l.pending) < n.cfg.PeerQueue {
 		if line == "" {
 			line = string(n.table.lineAt(p))
 		}
@@ -356,18 +384,14 @@ func (n *Node) queue(l *link, p pos, h uint64, line string) {
 	}
 	n.stats.recordsFlooded++
 	l.owed.push(h)
-	if l.owed.len() == 1 {
-		l.signal()
-	}
+	n.wakeLater(l)
 }
 
 // queueLine queues one line (no newline) for l's writer. Called with n.mu
 // held.
 func (n *Node) queueLine(l *link, line string) {
 	l.pending = append(l.pending, line)
-	if len(l.pending) == 1 {
-		l.signal()
-	}
+	n.wakeLater(l)
 }
 
 // queueSync queues sync lines, as the append* functions of summary.go
@@ -392,7 +416,7 @@ func (n *Node) pushRange(l *link, lvl, i int) {
 		return
 	}
 	l.pushes = append(l.pushes, leafRange{lo, hi})
-	l.signal()
+	n.wakeLater(l)
 }
 
 // pushChunk is how many leaf buckets the writer queues at once from a
@@ -507,6 +531,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		n.linkWriter(l)
 	})
 	why := n.linkReader(l)
+	n.flushWakes() // what its last lines queued for other links
 	l.stop()
 	<-writerDone
 

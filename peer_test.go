@@ -41,11 +41,11 @@ func testRec(t *testing.T, client string, sec int) Record {
 	return mustParseAT(t, fmt.Sprintf("AT A +0.000000000 %s +1.0+1.0 %d", client, sec))
 }
 
-// TestLinkSendsEveryRecordWhileItKeepsUp: while fewer than mergeAfter
+// TestLinkSendsEveryRecordWhileItKeepsUp: while fewer than PeerQueue
 // records wait, every record is sent, in order, whenever the writer runs;
 // a record from B is not sent back to B.
 func TestLinkSendsEveryRecordWhileItKeepsUp(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,18 +60,18 @@ func TestLinkSendsEveryRecordWhileItKeepsUp(t *testing.T) {
 	}
 }
 
-// TestLinkOwesEachClientOnce: once mergeAfter records wait, a link owes
+// TestLinkOwesEachClientOnce: once PeerQueue records wait, a link owes
 // each client at most once, in the order clients were first owed, and is
 // sent the newest record of each; once taken, a client is owed again by
 // its next change.
 func TestLinkOwesEachClientOnce(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := testLink(t, n, "B")
 	var want []string
-	for i := range mergeAfter {
+	for i := range n.cfg.PeerQueue {
 		r := testRec(t, fmt.Sprintf("fill%d", i), 1)
 		n.offer(r, "")
 		want = append(want, r.Line)
@@ -89,7 +89,7 @@ func TestLinkOwesEachClientOnce(t *testing.T) {
 // most one entry per client and is never cut for it; it catches up with
 // the newest record of every client.
 func TestLinkBacklogBoundedByTable(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +103,11 @@ func TestLinkBacklogBoundedByTable(t *testing.T) {
 	n.mu.Lock()
 	owed, pending := l.owed.len(), len(l.pending)
 	n.mu.Unlock()
-	if owed != clients || pending != mergeAfter {
+	if owed != clients || pending != n.cfg.PeerQueue {
 		t.Fatalf("owes %d clients and %d records for %d clients", owed, pending, clients)
 	}
 	got := takeAll(n, l)
-	if len(got) != clients+mergeAfter {
+	if len(got) != clients+n.cfg.PeerQueue {
 		t.Fatalf("sent %d records for %d clients", len(got), clients)
 	}
 	newest := map[string]int64{}
@@ -134,7 +134,7 @@ func TestLinkBacklogBoundedByTable(t *testing.T) {
 // same neighbour takes a free slot while the old one drains, and the old
 // slot is free again once drained.
 func TestLinkReplacementGetsAnotherSlot(t *testing.T) {
-	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0"})
+	n, err := New(Config{Name: "A", Addr: "127.0.0.1:0", PeerQueue: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -378,25 +378,7 @@ func (sc *scenario) crash() {
 	sc.note("no server safe to crash")
 }
 
-func (sc *scenario) safeToCrash(name string) bool {
-	c := sc.c
-	for _, rec := range c.Node(name).Records() {
-		held := false
-		for _, other := range c.Live() {
-			if other == name {
-				continue
-			}
-			if r, ok := c.Node(other).Lookup(rec.Client); ok && r.Compare(&rec) >= 0 {
-				held = true
-				break
-			}
-		}
-		if !held {
-			return false
-		}
-	}
-	return true
-}
+func (sc *scenario) safeToCrash(name string) bool { return holdsElsewhere(sc.c, name) }
 
 // finish heals everything, restarts every crashed server, waits for the
 // herd to quiesce and checks every table against the accepted reports.

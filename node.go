@@ -44,8 +44,8 @@ type Node struct {
 	linkSlots uint64  // link slots in use by up links and links draining
 	// wakes are the links whose writers have work, to be woken by
 	// flushWakes; wakesWaiting says there are some without taking mu.
-	wakes, spareWakes []*link
-	wakesWaiting      atomic.Bool
+	wakes        []*link
+	wakesWaiting atomic.Bool
 	changed           chan struct{}
 	watched           bool
 

@@ -345,19 +345,15 @@ func (n *Node) flushWakes() {
 	}
 	n.mu.Lock()
 	ls := n.wakes
-	n.wakes = n.spareWakes[:0]
+	n.wakes = nil
 	for _, l := range ls {
 		l.wakeQueued = false
 	}
 	n.wakesWaiting.Store(false)
 	n.mu.Unlock()
-	for i, l := range ls {
+	for _, l := range ls {
 		l.signal()
-		ls[i] = nil
 	}
-	n.mu.Lock()
-	n.spareWakes = ls[:0]
-	n.mu.Unlock()
 }
 
 // signal wakes the link's writer.

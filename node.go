@@ -46,8 +46,8 @@ type Node struct {
 	// flushWakes; wakesWaiting says there are some without taking mu.
 	wakes        []*link
 	wakesWaiting atomic.Bool
-	changed           chan struct{}
-	watched           bool
+	changed      chan struct{}
+	watched      bool
 
 	stateMu sync.Mutex
 	started bool

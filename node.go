@@ -46,15 +46,23 @@ type Node struct {
 	// flushWakes; wakesWaiting says there are some without taking mu.
 	wakes        []*link
 	wakesWaiting atomic.Bool
-	changed      chan struct{}
-	watched      bool
+	// linkIdle, when not nil, is closed when a link writer goes idle
+	// (see awaitLinksDrained).
+	linkIdle chan struct{}
+	// kicks wake the dial loop of a neighbour (see kick), by name.
+	kicks   map[string]chan struct{}
+	changed chan struct{}
+	watched bool
 
 	stateMu sync.Mutex
 	started bool
 	closed  bool
 	ln      net.Listener
 	conns   map[net.Conn]*connState
-	fatal   chan error // the accept loop's error, if it fails
+	// untracked, when not nil, is closed at the next untrack (see
+	// awaitClientsGone).
+	untracked chan struct{}
+	fatal     chan error // the accept loop's error, if it fails
 
 	places PlacesClient // Config.Places, counted; nil if none
 	bodies bodyMemo     // WHATSAT bodies of recent provider documents
@@ -90,11 +98,15 @@ func New(cfg Config) (*Node, error) {
 		table:     newTable(tableKey(cfg.Secret)),
 		changed:   make(chan struct{}),
 		conns:     make(map[net.Conn]*connState),
+		kicks:     make(map[string]chan struct{}, len(cfg.Peers)),
 		fatal:     make(chan error, 1),
 		gate:      newPlacesGate(cfg.PlacesLimits),
 	}
 	if n.clock == nil {
 		n.clock = systemClock{}
+	}
+	for _, p := range cfg.Peers {
+		n.kicks[p.Name] = make(chan struct{}, 1)
 	}
 	if n.transport == nil {
 		n.transport = &transport.TCP{}
@@ -163,6 +175,8 @@ func (n *Node) Start(ctx context.Context) error {
 	for _, p := range n.cfg.Peers {
 		if p.Name > n.cfg.Name {
 			n.goFunc(func() { n.dialLoop(p) })
+		} else {
+			n.goFunc(func() { n.knock(p) })
 		}
 	}
 	return nil
@@ -185,12 +199,17 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops the node: it closes the listener and every peer link,
-// cancels pending provider calls and redials, lets every client session
-// write the replies to what it has already read (cutting those still busy
-// after [Config.ShutdownGrace]), and waits for every goroutine the node
-// started. It is idempotent and returns nil; later Start and Run calls
-// fail with [ErrClosed].
+// Close stops the node, in an order that loses nothing it acknowledged:
+// it stops accepting, shuts the input of every client connection (each
+// session answers the commands it has already read, and the reports among
+// them are queued for the neighbours), waits for the sessions to end,
+// then waits until every up link has written all it owes, and only then
+// closes the links. Client sessions that cannot finish and links that
+// cannot drain (a peer that does not read) are cut once
+// [Config.ShutdownGrace] has passed since Close began. Pending provider
+// calls and redials are cancelled at once. Close waits for every
+// goroutine the node started. It is idempotent and returns nil; later
+// Start and Run calls fail with [ErrClosed].
 func (n *Node) Close() error {
 	n.stateMu.Lock()
 	if n.closed {
@@ -204,20 +223,29 @@ func (n *Node) Close() error {
 		n.ln.Close()
 	}
 	for c, st := range n.conns {
+		if st.peer.Load() {
+			continue // links close once drained
+		}
 		// A client session whose input is shut answers the commands it
-		// has read, then ends; peer links simply close.
-		if cr, ok := c.(interface{ CloseRead() error }); ok && !st.peer.Load() && cr.CloseRead() == nil {
+		// has read, then ends.
+		if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
 			continue
 		}
 		c.Close()
 	}
 	started := n.started
 	n.stateMu.Unlock()
-	// A session that cannot finish (a client that does not read) is cut
-	// after ShutdownGrace.
-	grace := n.clock.AfterFunc(n.cfg.ShutdownGrace, n.closeConns)
+	grace := make(chan struct{})
+	t := n.clock.AfterFunc(n.cfg.ShutdownGrace, func() {
+		close(grace)
+		n.closeConns()
+	})
+	n.awaitClientsGone(grace)
+	n.awaitLinksDrained(grace)
+	n.closeLinks(grace)
+	n.closeConns()
 	n.wg.Wait()
-	grace.Stop()
+	t.Stop()
 	if started && n.cfg.StateFile != "" {
 		n.saveState()
 	}
@@ -345,6 +373,10 @@ func (n *Node) track(c net.Conn, id string) *connState {
 func (n *Node) untrack(c net.Conn) {
 	n.stateMu.Lock()
 	delete(n.conns, c)
+	if n.untracked != nil {
+		close(n.untracked)
+		n.untracked = nil
+	}
 	n.stateMu.Unlock()
 	c.Close()
 }

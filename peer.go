@@ -163,6 +163,11 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 		return "handshake: " + err.Error()
 	}
 	stop()
+	if dialer > n.cfg.Name {
+		// A knock: the neighbour has just started. Whatever link this
+		// side had to it is stale; redial it now.
+		n.kick(dialer)
+	}
 	return n.runLink(s, dialer, false)
 }
 
@@ -242,10 +247,13 @@ func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 }
 
 // dialLoop keeps a link to p up until the node closes, redialing with
-// capped, jittered exponential backoff.
+// capped, jittered exponential backoff. A link that was up resets the
+// backoff, and a kick (the neighbour knocked: it has just started) ends a
+// wait at once.
 func (n *Node) dialLoop(p Peer) {
 	backoff := n.cfg.RedialMin
 	rng := n.stream("dial/" + p.Name)
+	kick := n.kicks[p.Name]
 	for attempt := uint64(1); n.ctx.Err() == nil; attempt++ {
 		if n.dialOnce(p, rng, attempt) {
 			backoff = n.cfg.RedialMin
@@ -253,10 +261,38 @@ func (n *Node) dialLoop(p Peer) {
 		// Jitter in [backoff/2, backoff] keeps a restarted herd from
 		// redialing in lockstep.
 		half := backoff / 2
-		if !n.sleep(half + time.Duration(rng.Uint64()%uint64(half+1))) {
+		d := half + time.Duration(rng.Uint64()%uint64(half+1))
+		timer := make(chan struct{})
+		t := n.clock.AfterFunc(d, func() { close(timer) })
+		select {
+		case <-timer:
+			backoff = min(2*backoff, n.cfg.RedialMax)
+		case <-kick:
+			t.Stop()
+			backoff = n.cfg.RedialMin
+		case <-n.ctx.Done():
+			t.Stop()
 			return
 		}
-		backoff = min(2*backoff, n.cfg.RedialMax)
+	}
+}
+
+// knock dials p once when the node starts, although p, whose name sorts
+// first, is the one that keeps the link up: p may hold a link to this
+// server's previous run that it has not yet found dead, or be waiting out
+// a long backoff. The knock's link replaces the stale one at once and
+// makes p redial (see kick), so a restarted server is linked within a
+// round trip whichever side restarted; p's own link then replaces the
+// knock's.
+func (n *Node) knock(p Peer) {
+	n.dialOnce(p, n.stream("knock/"+p.Name), 0)
+}
+
+// kick ends the backoff wait of the dial loop for peer, if it has one.
+func (n *Node) kick(peer string) {
+	select {
+	case n.kicks[peer] <- struct{}{}:
+	default:
 	}
 }
 
@@ -309,6 +345,7 @@ type link struct {
 	// sync lines received.
 	slot       int
 	wakeQueued bool // in n.wakes
+	busy       bool // the writer has taken lines it has not finished writing
 	pending    []string
 	owed       hashFIFO
 	pushes     []leafRange
@@ -537,6 +574,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		n.notifyLocked()
 	}
 	l.pushes, l.pending = nil, nil
+	n.writerIdle(l) // a link gone owes nothing: Close's drain need not wait for it
 	n.observeLink(l, false)
 	n.mu.Unlock()
 	// Free the link's slot a bounded piece at a time: a link that fell
@@ -621,9 +659,16 @@ func (n *Node) linkWriter(l *link) {
 			return
 		case <-l.wake:
 		}
-		for more := true; more; {
+		for {
 			n.mu.Lock()
+			var more bool
 			buf, more = n.fillBatch(l, buf[:0])
+			if len(buf) == 0 && !more {
+				n.writerIdle(l)
+				n.mu.Unlock()
+				break
+			}
+			l.busy = true
 			n.mu.Unlock()
 			if len(buf) == 0 {
 				continue // a chunk of a push with no client in it

@@ -30,6 +30,9 @@ type session struct {
 	// Commands answered since the last flush, added to the node's
 	// counters at the next flush: one atomic add per batch, not per line.
 	iamats, whatsats, invalids uint64
+	// ackPos is how far the state log must be on disk before out may be
+	// written (AckDurable; see noteAck).
+	ackPos uint64
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -229,6 +232,10 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	if err := s.awaitDurable(); err != nil {
+		s.out = s.out[:0] // replies that must not go out
+		return err
+	}
 	s.publishCounts()
 	s.st.beginWrite(s.n)
 	_, err := s.c.Write(s.out)
@@ -325,6 +332,7 @@ func (s *session) iamat(m *iamat) bool {
 	out := appendAT(s.out, n.cfg.Name, s.recv, m)
 	rec := newRecord(string(out[start:]), n.cfg.Name, m)
 	stored, res := n.offer(rec, "")
+	s.noteAck()
 	switch res {
 	case offerFull:
 		s.out = out[:start]

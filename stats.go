@@ -25,8 +25,10 @@ type Stats struct {
 	HandshakeFails uint64 // peer handshakes refused or failed
 	PlacesCalls    uint64 // provider calls made for WHATSAT
 	PlacesErrors   uint64 // WHATSAT replies that carried an error document
-	StateSaves     uint64 // state file writes
-	StateErrors    uint64 // state file load or save failures
+	StateSaves     uint64 // snapshots written (log compactions and Close)
+	StateErrors    uint64 // state file or log failures
+	LogSyncs       uint64 // fsyncs of the state log
+	LogCuts        uint64 // torn or corrupt log segments cut at start
 }
 
 // counters are the node's live counters behind Stats.
@@ -36,6 +38,7 @@ type counters struct {
 	iamat, whatsat, invalid                                atomic.Uint64
 	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
 	placesCalls, placesErrors, stateSaves, stateErrors     atomic.Uint64
+	logSyncs, logCuts                                      atomic.Uint64
 
 	// Guarded by n.mu, which every table change holds anyway: plain
 	// fields cost nothing there, where atomic adds from both cores would
@@ -76,5 +79,7 @@ func (n *Node) Stats() Stats {
 		PlacesErrors:   c.placesErrors.Load(),
 		StateSaves:     c.stateSaves.Load(),
 		StateErrors:    c.stateErrors.Load(),
+		LogSyncs:       c.logSyncs.Load(),
+		LogCuts:        c.logCuts.Load(),
 	}
 }

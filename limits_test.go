@@ -187,6 +187,9 @@ func TestCorruptStateFileIsNotTrusted(t *testing.T) {
 		"bad header":   []byte("herd-state 9 1 00\n" + kiwiAT + "\n"),
 		"empty":        {},
 		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 2 1 ", "herd-state 2 2 ", 1)),
+		// One digit of the latitude: the record still parses, so only
+		// the checksum can tell.
+		"coordinate digit": []byte(strings.Replace(string(valid), "+34.068930", "+34.068931", 1)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state")

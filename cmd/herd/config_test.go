@@ -60,6 +60,10 @@ func TestParseConfigErrors(t *testing.T) {
 			`redial_max: 10ms is below redial_min 1s`,
 			`log_level: "loud" is not a log level (want debug, info, warn or error)`,
 		}},
+		{"ack", `{"servers": [{"name": "A", "addr": "h:1"}], "ack": "fsync"}`,
+			[]string{`ack: "fsync" is not an ack mode (want table or durable)`}},
+		{"durable without state", `{"servers": [{"name": "A", "addr": "h:1"}], "ack": "durable"}`,
+			[]string{`ack: "durable" needs state_file (or -state-file): the log it waits for`}},
 		{"provider unknown field", `{"servers": [{"name": "A", "addr": "h:1"}], "provider": {"kind": "offline", "api_key": "x"}}`,
 			[]string{`provider: unknown field "api_key"`}},
 	} {
@@ -101,7 +105,7 @@ func TestNodeConfig(t *testing.T) {
   "places_timeout": "3s", "redial_min": "10ms", "redial_max": "1s", "handshake_timeout": "2s",
   "idle_timeout": "1m", "write_timeout": "5s", "state_interval": "30s",
   "close_after_reply": true,
-  "state_file": "/var/lib/herd/{name}.state",
+  "state_file": "/var/lib/herd/{name}.state", "ack": "durable",
   "log": "/var/log/herd/{name}.log", "log_level": "warn"
 }`))
 	if err != nil {
@@ -134,6 +138,7 @@ func TestNodeConfig(t *testing.T) {
 		StateInterval:    30 * time.Second,
 		CloseAfterReply:  true,
 		StateFile:        "/var/lib/herd/Goloman.state",
+		Ack:              herd.AckDurable,
 	}
 	if diff := cmp.Diff(want, cfg, cmpopts.IgnoreFields(herd.Config{}, "Places")); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

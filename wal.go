@@ -4,20 +4,28 @@ package herd
 //
 // Every change to the table, from a client or a peer, is appended to an
 // in-memory buffer under the node's lock, framed with its length and a
-// CRC. One writer goroutine takes the whole buffer at once, writes it to
-// the current log segment and, in AckDurable mode, fsyncs and publishes
-// how far the log is on disk: every session waiting for a position up to
-// there may then write its replies (group commit: one fsync serves every
-// reply waiting at that moment). In AckTable mode the writer writes at once
-// but fsyncs only every StateInterval.
+// CRC. A commit takes the whole buffer at once and writes it to a "lane",
+// a log segment file of its own:
 //
-// The log is compacted in the background once it outgrows both
-// walCompactMin and the last snapshot: the writer closes the segment and
-// starts the next, a goroutine writes the table as a snapshot (state.go)
-// that covers every segment before the new one, and then removes them.
-// Each step leaves files from which the table can be rebuilt: the table is
-// a last-writer-wins register per client, so replaying a record twice, or
-// records in any order, gives the same table.
+//   - With AckTable, one lane goroutine commits as soon as the buffer
+//     fills, and fsyncs every StateInterval.
+//   - With AckDurable, a session that holds replies waits for the log to
+//     be on disk up to its last record (waitSynced). If those records are
+//     not taken yet and a lane is free, the session commits them itself,
+//     with every record appended by then, and fsyncs; the position up to
+//     which every taken batch is on disk moves on, releasing every reply
+//     waiting for it: one fsync serves every reply waiting at that moment
+//     (group commit). walLanes lanes fsync at once, each its own file, so
+//     a new batch need not wait for the fsync under way. Records no reply
+//     waits for (peers') are committed every StateInterval.
+//
+// The table is a last-writer-wins register per client: replaying a record
+// twice, or records in any order, gives the same table. So segments need no
+// order among lanes, and the log is compacted simply: once it outgrows
+// both walCompactMin and the last snapshot, every lane moves on to a new
+// segment before its next write, and a goroutine writes the table as a
+// snapshot (state.go) that covers every older segment, then removes them.
+// Each step leaves files from which the table can be rebuilt.
 //
 // Files, for StateFile P:
 //
@@ -29,9 +37,10 @@ package herd
 // A segment is "herd-wal 1\n", then records: a 4-byte little-endian length
 // n, a 4-byte little-endian CRC-32C (Castagnoli) of those 4 bytes and the
 // payload, and n bytes of payload, the record's AT line. At start the
-// snapshot is loaded, then every segment it does not cover is replayed in
-// order; a segment is cut at its first record that is torn or does not
-// check out, which is reported.
+// snapshot is loaded, then every segment it does not cover is replayed; a
+// segment is cut at its first record that is torn or does not check out,
+// which is reported. Every start and every compaction begins new segments;
+// old ones are only read.
 
 import (
 	"bufio"
@@ -49,7 +58,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 const (
@@ -60,7 +68,9 @@ const (
 	// walCompactMin is the smallest log that is compacted: below it a
 	// restart replays the log faster than a snapshot would be written.
 	walCompactMin = 16 << 20
-	// walSpareMax bounds the buffer the writer keeps for reuse.
+	// walLanes is how many lanes fsync at once with AckDurable.
+	walLanes = 4
+	// walSpareMax bounds the buffer a lane keeps for reuse.
 	walSpareMax = 1 << 20
 )
 
@@ -99,47 +109,67 @@ func (w *stateLog) at(step string) {
 	}
 }
 
-// stateLog is a node's state log and its writer.
+// stateLog is a node's state log and its lanes.
 type stateLog struct {
 	n          *Node
 	base       string // Config.StateFile
 	durable    bool
-	interval   time.Duration
 	compactMin int64
 	// syncFile makes a file's contents durable: (*os.File).Sync. Tests
 	// replace it to hold or fail an fsync.
 	syncFile func(*os.File) error
 
-	mu     sync.Mutex
-	buf    []byte        // framed records the writer has not taken yet
-	end    uint64        // log position after the last record appended
-	err    error         // why the log stopped; nil while it works
-	synced chan struct{} // closed and replaced when syncedPos moves or err is set
+	mu      sync.Mutex
+	buf     []byte        // framed records no lane has taken yet
+	end     uint64        // log position after the last record appended
+	taken   uint64        // log position up to which lanes took records
+	want    uint64        // the furthest position a waitSynced waits for
+	batches []*batch      // taken and not yet on disk, in log order
+	err     error         // why the log stopped; nil while it works
+	synced  chan struct{} // closed and replaced when syncedPos moves or err is set
+	nextSeq uint64        // the next segment number to hand out
+	// rotateAt: a lane whose segment is numbered below it starts a new
+	// one before it writes again.
+	rotateAt uint64
+	free     []*lane  // lanes no commit is using
+	spares   [][]byte // taken buffers, for reuse
 
 	// Log positions count the bytes appended since the node started.
 	endPos    atomic.Uint64 // end, for sessions to read without mu
 	syncedPos atomic.Uint64 // how far the log is on disk
 
-	wake chan struct{} // the buffer became non-empty
-	tick chan struct{} // time for the periodic fsync (AckTable)
-	stop chan struct{} // closed by closeLog: write what is left and end
-	done chan struct{} // closed when the writer has ended
+	// AckTable's lane goroutine: records to write, StateInterval passed,
+	// and closeLog's signal to write what is left and end.
+	wake chan struct{}
+	tick chan struct{}
+	stop chan struct{}
 
-	// The writer's own (and openLog's and closeLog's, before and after
-	// it runs).
-	f           *os.File
-	seq         uint64 // the current segment's number
-	segBytes    int64  // the current segment's size
-	written     uint64 // log position written to f, synced or not
-	tickTimer   Timer  // pending periodic fsync, if any
-	spare       []byte // a taken buffer, for reuse
-	hadSnapshot bool
+	lanes     []*lane
+	lanesDone sync.WaitGroup
 
-	// Shared by the writer and compactions.
-	oldBytes    atomic.Int64 // bytes in closed segments not yet compacted
-	compactAt   atomic.Int64 // log size that starts the next compaction
+	// logBytes counts what lanes wrote since the last compaction began
+	// (and the segments replayed at start); compactAt is the size that
+	// starts the next one.
+	logBytes    atomic.Int64
+	compactAt   atomic.Int64
 	compacting  atomic.Bool
 	compactions sync.WaitGroup
+	hadSnapshot bool // set by openLog
+	replayed    bool // segments replayed at start are not compacted yet
+}
+
+// batch is records a lane took: the log up to end, on disk once done.
+type batch struct {
+	end  uint64
+	done bool
+}
+
+// lane is a segment file, written by one commit at a time.
+type lane struct {
+	f       *os.File
+	seq     uint64
+	written uint64 // log position of the last batch written (AckTable)
+	dirty   bool   // written since the last fsync (AckTable)
 }
 
 // logRecord appends r to the state log, if the node keeps one. It is
@@ -159,9 +189,11 @@ func (n *Node) snapshotForCompaction() []Record {
 	return n.table.snapshot()
 }
 
-// append adds one record to the buffer and wakes the writer if it was
-// idle. A stopped log takes nothing: the table has the record, and the
-// final snapshot at Close tries again.
+// append adds one record to the buffer. With AckTable it wakes the lane
+// goroutine if the buffer was empty; with AckDurable the records are
+// committed when a reply waits for them (or StateInterval passes). A
+// stopped log takes nothing: the table has the record, and the final
+// snapshot at Close tries again.
 func (w *stateLog) append(line string) {
 	w.mu.Lock()
 	if w.err != nil {
@@ -173,7 +205,7 @@ func (w *stateLog) append(line string) {
 	w.end += uint64(walFrame + len(line))
 	w.endPos.Store(w.end)
 	w.mu.Unlock()
-	if idle {
+	if idle && !w.durable {
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -182,183 +214,241 @@ func (w *stateLog) append(line string) {
 }
 
 // waitSynced waits until the log is on disk up to pos, or fails if the log
-// stopped before it got there.
+// stopped before it got there. With a free lane and records up to pos not
+// yet taken, the caller commits them itself (with every other record
+// appended by then): no hand-off to another goroutine on the way.
 func (w *stateLog) waitSynced(pos uint64) error {
 	for {
 		if w.syncedPos.Load() >= pos {
 			return nil
 		}
 		w.mu.Lock()
-		ch, err := w.synced, w.err
-		w.mu.Unlock()
 		if w.syncedPos.Load() >= pos {
+			w.mu.Unlock()
 			return nil
 		}
-		if err != nil {
+		if err := w.err; err != nil {
+			w.mu.Unlock()
 			return err
 		}
-		<-ch
+		w.want = max(w.want, pos)
+		if w.taken < pos && len(w.free) > 0 {
+			w.commitLocked()
+			continue
+		}
+		ch := w.synced
+		w.mu.Unlock()
+		<-ch // a batch is on disk, or a lane is free again
 	}
 }
 
-// broadcast wakes every waitSynced. Called with w.mu held.
+// broadcastLocked wakes every waitSynced. Called with w.mu held.
 func (w *stateLog) broadcastLocked() {
 	close(w.synced)
 	w.synced = make(chan struct{})
-}
-
-// publish records that the log is on disk up to pos.
-func (w *stateLog) publish(pos uint64) {
-	w.syncedPos.Store(pos)
-	w.mu.Lock()
-	w.broadcastLocked()
-	w.mu.Unlock()
 }
 
 // fail stops the log for good: after a failed write or fsync, what the
 // file holds is unknown (and after a failed fsync the kernel may have
 // dropped the pages it could not write), so nothing more is promised
 // durable. Waiting sessions get the error and close without replying.
-func (w *stateLog) fail(err error) {
+func (w *stateLog) fail(l *lane, err error) {
+	path := w.segmentPath(l.seq)
 	w.mu.Lock()
 	first := w.err == nil
 	if first {
-		w.err = fmt.Errorf("state log %s: %w", w.segmentPath(w.seq), err)
+		w.err = fmt.Errorf("state log %s: %w", path, err)
 		w.buf = nil
 		w.broadcastLocked()
 	}
 	w.mu.Unlock()
 	if first {
 		w.n.stats.stateErrors.Add(1)
-		w.n.log.LogAttrs(context.Background(), slog.LevelError, "state log failed", slog.String("file", w.segmentPath(w.seq)), slog.String("err", err.Error()),
+		w.n.log.LogAttrs(context.Background(), slog.LevelError, "state log failed", slog.String("file", path), slog.String("err", err.Error()),
 			slog.String("effect", "nothing more is logged; durable replies fail; Close tries a snapshot"))
 	}
 }
 
-// run is the writer goroutine.
-func (w *stateLog) run() {
-	defer close(w.done)
+// failed reports whether the log has stopped.
+func (w *stateLog) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}
+
+// run is the lane goroutine of AckTable: it writes records as they come
+// and fsyncs every StateInterval.
+func (w *stateLog) run(l *lane) {
+	defer w.lanesDone.Done()
 	for {
-		stopping := false
+		stopping, ticked := false, false
 		select {
 		case <-w.wake:
 		case <-w.tick:
-			w.tickTimer = nil
-			w.syncWritten()
-			continue
+			ticked = true
 		case <-w.stop:
 			stopping = true
 		}
-		w.mu.Lock()
-		buf, end, failed := w.buf, w.end, w.err != nil
-		w.buf = w.spare[:0]
-		w.mu.Unlock()
-		if !failed && len(buf) > 0 {
-			w.write(buf, end)
+		for w.commit() {
 		}
-		w.spare = nil
-		if cap(buf) <= walSpareMax {
-			w.spare = buf
+		if ticked || stopping {
+			w.syncLane(l)
 		}
 		if stopping {
-			if w.tickTimer != nil {
-				w.tickTimer.Stop()
-			}
-			w.syncWritten()
 			return
 		}
-		w.maybeCompact()
 	}
 }
 
-// write appends a taken buffer to the segment and, in durable mode,
-// fsyncs it and publishes the new position.
-func (w *stateLog) write(buf []byte, end uint64) {
-	if _, err := w.f.Write(buf); err != nil {
-		w.fail(err)
-		return
-	}
-	w.segBytes += int64(len(buf))
-	w.written = end
-	if w.durable {
-		w.syncWritten()
-		return
-	}
-	if w.tickTimer == nil {
-		w.tickTimer = w.n.clock.AfterFunc(w.interval, func() {
-			select {
-			case w.tick <- struct{}{}:
-			default:
-			}
-		})
-	}
-}
-
-// syncWritten fsyncs what has been written and not yet synced.
-func (w *stateLog) syncWritten() {
+// commit takes the buffer if it holds records and a lane is free, and
+// writes it (see commitLocked). It reports whether it did.
+func (w *stateLog) commit() bool {
 	w.mu.Lock()
-	failed := w.err != nil
+	if w.err != nil || len(w.buf) == 0 || len(w.free) == 0 {
+		w.mu.Unlock()
+		return false
+	}
+	w.commitLocked()
+	return true
+}
+
+// commitLocked takes the buffer and a free lane, then, without w.mu,
+// writes the records to the lane's segment and, with AckDurable, fsyncs
+// them and moves syncedPos on once every batch taken before is on disk
+// too. Lanes run at once, each on its own file: the disk takes concurrent
+// fsyncs of different files at little more than the cost of one. Called
+// with w.mu held and a free lane; returns with w.mu released.
+func (w *stateLog) commitLocked() {
+	l := w.free[len(w.free)-1]
+	w.free = w.free[:len(w.free)-1]
+	buf, end := w.buf, w.end
+	w.buf = nil
+	if k := len(w.spares); k > 0 {
+		w.buf, w.spares = w.spares[k-1][:0], w.spares[:k-1]
+	}
+	w.taken = end
+	b := &batch{end: end}
+	w.batches = append(w.batches, b)
+	var seq uint64
+	rotate := l.seq < w.rotateAt
+	if rotate {
+		seq = w.nextSeq
+		w.nextSeq++
+	}
 	w.mu.Unlock()
-	if failed || w.written <= w.syncedPos.Load() {
+
+	var err error
+	if rotate {
+		err = w.rotate(l, seq)
+	}
+	if err == nil && len(buf) > 0 {
+		_, err = l.f.Write(buf)
+	}
+	if err == nil && w.durable {
+		if err = w.syncFile(l.f); err == nil {
+			w.n.stats.logSyncs.Add(1)
+		}
+	}
+	if err != nil {
+		w.fail(l, err)
+	} else {
+		w.logBytes.Add(int64(len(buf)))
+	}
+
+	w.mu.Lock()
+	w.free = append(w.free, l)
+	if cap(buf) <= walSpareMax && len(w.spares) < walLanes {
+		w.spares = append(w.spares, buf)
+	}
+	b.done = true
+	i := 0
+	for i < len(w.batches) && w.batches[i].done {
+		i++
+	}
+	if w.durable && i > 0 && err == nil {
+		w.syncedPos.Store(w.batches[i-1].end)
+	}
+	w.batches = slices.Delete(w.batches, 0, i)
+	if w.durable {
+		w.broadcastLocked() // on disk, or a lane free for a waiter to lead
+	}
+	w.mu.Unlock()
+	if !w.durable {
+		l.written, l.dirty = end, true
+	}
+	w.maybeCompact()
+}
+
+// syncLane fsyncs what lane l wrote since its last fsync (AckTable).
+func (w *stateLog) syncLane(l *lane) {
+	if !l.dirty || w.failed() {
 		return
 	}
-	if err := w.syncFile(w.f); err != nil {
-		w.fail(err)
+	if err := w.syncFile(l.f); err != nil {
+		w.fail(l, err)
 		return
 	}
+	l.dirty = false
 	w.n.stats.logSyncs.Add(1)
-	w.publish(w.written)
+	// One lane in this mode: what it wrote is everything taken.
+	w.syncedPos.Store(l.written)
+	w.mu.Lock()
+	w.broadcastLocked()
+	w.mu.Unlock()
+}
+
+// ticker, every StateInterval until the node closes, has the lane fsync
+// (AckTable) or commits the records no reply has waited for (AckDurable).
+func (w *stateLog) ticker() {
+	for w.n.sleep(w.n.cfg.StateInterval) {
+		if w.durable {
+			for w.commit() {
+			}
+			continue
+		}
+		select {
+		case w.tick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // maybeCompact starts a compaction when the log has grown enough and none
-// is running: the writer moves to a new segment, and a goroutine folds
-// every older one into a snapshot.
+// is running: every lane moves to a new segment before its next write,
+// and a goroutine folds every older segment into a snapshot.
 func (w *stateLog) maybeCompact() {
-	if w.compacting.Load() || w.oldBytes.Load()+w.segBytes < w.compactAt.Load() {
+	if w.logBytes.Load() < w.compactAt.Load() || !w.compacting.CompareAndSwap(false, true) {
 		return
 	}
 	w.mu.Lock()
-	failed := w.err != nil
+	if w.err != nil {
+		w.mu.Unlock()
+		w.compacting.Store(false)
+		return
+	}
+	seq := w.nextSeq
+	w.rotateAt = seq
 	w.mu.Unlock()
-	if failed {
-		return
-	}
-	w.syncWritten()
-	w.mu.Lock()
-	failed = w.err != nil
-	w.mu.Unlock()
-	if failed {
-		return
-	}
-	if err := w.f.Close(); err != nil {
-		w.fail(err)
-		return
-	}
-	w.oldBytes.Add(w.segBytes)
-	if err := w.openSegment(w.seq + 1); err != nil {
-		w.fail(err)
-		return
-	}
+	w.logBytes.Store(0)
 	w.at("rotated")
-	w.compacting.Store(true)
 	w.compactions.Add(1)
-	go w.compact(w.seq)
+	go w.compact(seq)
 }
 
 // compact writes a snapshot that covers every segment numbered below seq,
-// then removes them. The writer has already moved to segment seq, and every
-// record of the older ones entered the table before that, so the table
-// read now holds each of them or a newer record of the same client.
+// then removes them. No lane writes a batch taken from now on to such a
+// segment, and every record of the batches taken before entered the table
+// before now, so the table read now holds each of them or a newer record
+// of the same client.
 func (w *stateLog) compact(seq uint64) {
 	defer w.compactions.Done()
 	defer w.compacting.Store(false)
 	size, err := w.writeSnapshot(seq)
 	if err != nil {
 		// Try again once the log has grown as much again.
-		w.compactAt.Add(w.compactMin)
+		w.compactAt.Store(w.compactMin)
 		return
 	}
-	w.oldBytes.Store(0)
 	w.compactAt.Store(max(w.compactMin, size))
 }
 
@@ -429,8 +519,22 @@ func (w *stateLog) removeSegments(drop func(uint64) bool) int {
 	return removed
 }
 
-// openSegment creates segment seq and makes it the current one.
-func (w *stateLog) openSegment(seq uint64) error {
+// rotate closes lane l's segment, fsynced, and starts segment seq.
+func (w *stateLog) rotate(l *lane, seq uint64) error {
+	if l.dirty {
+		if err := w.syncFile(l.f); err != nil {
+			return err
+		}
+		l.dirty = false
+	}
+	if err := l.f.Close(); err != nil {
+		return err
+	}
+	return w.openSegment(l, seq)
+}
+
+// openSegment creates segment seq and makes it lane l's.
+func (w *stateLog) openSegment(l *lane, seq uint64) error {
 	path := w.segmentPath(seq)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -445,29 +549,24 @@ func (w *stateLog) openSegment(seq uint64) error {
 		f.Close()
 		return err
 	}
-	w.f, w.seq, w.segBytes = f, seq, int64(len(walMagic))
+	l.f, l.seq = f, seq
 	return nil
 }
 
 // openLog loads the snapshot and replays the log into the table, then
-// starts a new segment and the writer. It runs in Start, before the node
+// starts new segments and the lanes. It runs in Start, before the node
 // serves.
 func (n *Node) openLog() error {
 	w := &stateLog{
 		n:          n,
 		base:       n.cfg.StateFile,
 		durable:    n.cfg.Ack == AckDurable,
-		interval:   n.cfg.StateInterval,
-		compactMin: n.walHooks.compactMin,
+		compactMin: cmpOr(n.walHooks.compactMin, walCompactMin),
 		syncFile:   n.walHooks.sync,
 		synced:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		tick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-	}
-	if w.compactMin == 0 {
-		w.compactMin = walCompactMin
 	}
 	if w.syncFile == nil {
 		w.syncFile = (*os.File).Sync
@@ -491,22 +590,49 @@ func (n *Node) openLog() error {
 			return fmt.Errorf("state log: %w", err)
 		}
 		logRecs += recs
-		w.oldBytes.Add(size)
+		w.logBytes.Add(size)
+		w.replayed = true
 		last = s
 	}
-	if err := w.openSegment(max(covered, last+1, 1)); err != nil {
-		return fmt.Errorf("state log: %w", err)
+	w.nextSeq = max(covered, last+1, 1)
+	count := 1
+	if w.durable {
+		count = walLanes
+	}
+	for range count {
+		l := &lane{}
+		if err := w.openSegment(l, w.nextSeq); err != nil {
+			for _, l := range w.lanes {
+				l.f.Close()
+			}
+			return fmt.Errorf("state log: %w", err)
+		}
+		w.nextSeq++
+		w.lanes = append(w.lanes, l)
 	}
 	w.hadSnapshot = snapBytes > 0
 	w.compactAt.Store(max(w.compactMin, snapBytes))
+	w.free = slices.Clone(w.lanes)
 	n.wal = w
-	go w.run()
+	if !w.durable {
+		w.lanesDone.Add(1)
+		go w.run(w.lanes[0])
+	}
+	n.goFunc(w.ticker)
 	n.log.LogAttrs(n.ctx, slog.LevelInfo, "state loaded", slog.String("file", w.base), slog.Int("records", snapRecs),
 		slog.Int("log_records", logRecs), slog.Int("clients", n.table.len()), slog.String("ack", n.cfg.Ack.String()))
 	return nil
 }
 
-// closeLog stops the writer once it has written and fsynced everything,
+// cmpOr returns a, or b if a is zero.
+func cmpOr(a, b int64) int64 {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// closeLog stops the lanes once they have written and fsynced everything,
 // then folds the whole log into a snapshot, so that the next start reads
 // one file. It runs in Close, after every session has ended.
 func (n *Node) closeLog() {
@@ -515,15 +641,22 @@ func (n *Node) closeLog() {
 		return
 	}
 	close(w.stop)
-	<-w.done
+	w.lanesDone.Wait()
+	for w.commit() { // AckDurable: what no reply waited for
+	}
+	if !w.durable {
+		w.syncLane(w.lanes[0])
+	}
 	w.compactions.Wait()
-	w.f.Close()
-	if w.end == 0 && w.oldBytes.Load() == 0 && w.hadSnapshot {
-		// Nothing happened since the snapshot: the segment is empty.
-		os.Remove(w.segmentPath(w.seq))
+	for _, l := range w.lanes {
+		l.f.Close()
+	}
+	if w.end == 0 && !w.replayed && w.hadSnapshot {
+		// Nothing happened since the snapshot: the segments are empty.
+		w.removeSegments(func(uint64) bool { return true })
 		return
 	}
-	w.writeSnapshot(w.seq + 1)
+	w.writeSnapshot(w.nextSeq)
 }
 
 // loadSnapshot fills the table from the snapshot, if there is one. It

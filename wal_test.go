@@ -168,8 +168,9 @@ func reportAT(i int) string {
 }
 
 // TestAckDurableWaitsForFsync: in durable mode no reply is written before
-// the fsync that makes its record durable, and replies waiting at the
-// same moment share one fsync (group commit).
+// the fsync that makes its record durable; each lane fsyncs on its own,
+// and replies waiting while every lane is busy share one fsync (group
+// commit).
 func TestAckDurableWaitsForFsync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		pn := newPipeNet()
@@ -178,39 +179,47 @@ func TestAckDurableWaitsForFsync(t *testing.T) {
 			StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync})
 		defer n.Close()
 		hs.hold()
-		a := pn.dial(t)
-		a.send(reportLine(1) + "\n")
+		// One report at a time: each takes a lane, whose fsync is held.
+		var busy []*pipeClient
+		for i := range walLanes {
+			c := pn.dial(t)
+			c.send(reportLine(i) + "\n")
+			synctest.Wait()
+			if _, ok := n.Lookup(fmt.Sprintf("c%d", i)); !ok || hs.heldCount() != i+1 {
+				t.Fatalf("report %d: stored %v, fsyncs held %d: want one more fsync under way", i, ok, hs.heldCount())
+			}
+			busy = append(busy, c)
+		}
+		// More reports while every lane is busy: stored, not answered,
+		// and no fsync started for them.
+		var waiting []*pipeClient
+		for i := walLanes; i < walLanes+5; i++ {
+			c := pn.dial(t)
+			c.send(reportLine(i) + "\n")
+			waiting = append(waiting, c)
+		}
 		synctest.Wait()
-		// The record is in the table (and the log buffer); its fsync is
-		// held; the reply waits for it.
-		if _, ok := n.Lookup("c1"); !ok || hs.heldCount() != 1 {
-			t.Fatalf("record stored %v, fsyncs held %d: want the report's fsync under way", ok, hs.heldCount())
-		}
-		if got := a.received(); len(got) != 0 {
-			t.Fatalf("reply %q written before its fsync", got)
-		}
-		// Three more clients report while that fsync runs.
-		others := []*pipeClient{pn.dial(t), pn.dial(t), pn.dial(t)}
-		for i, c := range others {
-			c.send(reportLine(2+i) + "\n")
-		}
-		synctest.Wait()
-		for i, c := range others {
+		for i, c := range append(busy, waiting...) {
+			if _, ok := n.Lookup(fmt.Sprintf("c%d", i)); !ok {
+				t.Fatalf("report %d not stored", i)
+			}
 			if got := c.received(); len(got) != 0 {
-				t.Fatalf("client %d got %q before any fsync finished", 2+i, got)
+				t.Fatalf("client %d got %q before its fsync", i, got)
 			}
 		}
-		syncs := n.Stats().LogSyncs
+		if hs.heldCount() != walLanes {
+			t.Fatalf("%d fsyncs started, want %d (one per lane)", hs.heldCount(), walLanes)
+		}
 		hs.release()
 		synctest.Wait()
-		for i, c := range append([]*pipeClient{a}, others...) {
-			if got, want := c.received(), []string{reportAT(1+i) + "\n"}; !slices.Equal(got, want) {
-				t.Errorf("client %d got %q, want %q", 1+i, got, want)
+		for i, c := range append(busy, waiting...) {
+			if got, want := c.received(), []string{reportAT(i) + "\n"}; !slices.Equal(got, want) {
+				t.Errorf("client %d got %q, want %q", i, got, want)
 			}
 		}
-		// One fsync for the first report, one for the three others.
-		if s := n.Stats(); s.LogSyncs != syncs+2 || s.StateErrors != 0 {
-			t.Errorf("%d fsyncs for four reports, want 2; stats %+v", s.LogSyncs-syncs, s)
+		// One fsync per lane, then one for the five that waited.
+		if s := n.Stats(); s.LogSyncs != walLanes+1 || s.StateErrors != 0 {
+			t.Errorf("%d fsyncs for %d reports, want %d; stats %+v", s.LogSyncs, walLanes+5, walLanes+1, s)
 		}
 
 		// A pipelining client gets many replies per fsync.
@@ -220,7 +229,7 @@ func TestAckDurableWaitsForFsync(t *testing.T) {
 		for i := range pipelined {
 			burst.WriteString(reportLine(100+i) + "\n")
 		}
-		syncs = n.Stats().LogSyncs
+		syncs := n.Stats().LogSyncs
 		p.send(burst.String())
 		synctest.Wait()
 		got := p.received()
@@ -615,8 +624,12 @@ func TestLogReplacesSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names := dirNames(t, crashed); !slices.Equal(names, []string{"Goloman.state.wal.0000000000000001"}) {
-		t.Errorf("state files %v, want one log segment and no snapshot", names)
+	var segs []string
+	for i := range walLanes {
+		segs = append(segs, fmt.Sprintf("Goloman.state.wal.%016x", i+1))
+	}
+	if names := dirNames(t, crashed); !slices.Equal(names, segs) {
+		t.Errorf("state files %v, want %v: a log segment per lane and no snapshot", names, segs)
 	}
 	cfg.StateFile = filepath.Join(crashed, "Goloman.state")
 	m := newLogNode(t, cfg, walHooks{})

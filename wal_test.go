@@ -172,16 +172,22 @@ func reportAT(i int) string {
 // and replies waiting while every lane is busy share one fsync (group
 // commit).
 func TestAckDurableWaitsForFsync(t *testing.T) {
+	for _, lanes := range []int{walLanes, 3} {
+		t.Run(fmt.Sprintf("lanes=%d", lanes), func(t *testing.T) { testAckDurableWaitsForFsync(t, lanes) })
+	}
+}
+
+func testAckDurableWaitsForFsync(t *testing.T, lanes int) {
 	synctest.Test(t, func(t *testing.T) {
 		pn := newPipeNet()
 		hs := &heldSync{}
 		n := newLogNode(t, Config{Name: "Goloman", Transport: pn, Clock: kiwiClock(), Ack: AckDurable,
-			StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync})
+			StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync, lanes: lanes})
 		defer n.Close()
 		hs.hold()
 		// One report at a time: each takes a lane, whose fsync is held.
 		var busy []*pipeClient
-		for i := range walLanes {
+		for i := range lanes {
 			c := pn.dial(t)
 			c.send(reportLine(i) + "\n")
 			synctest.Wait()
@@ -193,7 +199,7 @@ func TestAckDurableWaitsForFsync(t *testing.T) {
 		// More reports while every lane is busy: stored, not answered,
 		// and no fsync started for them.
 		var waiting []*pipeClient
-		for i := walLanes; i < walLanes+5; i++ {
+		for i := lanes; i < lanes+5; i++ {
 			c := pn.dial(t)
 			c.send(reportLine(i) + "\n")
 			waiting = append(waiting, c)
@@ -207,8 +213,8 @@ func TestAckDurableWaitsForFsync(t *testing.T) {
 				t.Fatalf("client %d got %q before its fsync", i, got)
 			}
 		}
-		if hs.heldCount() != walLanes {
-			t.Fatalf("%d fsyncs started, want %d (one per lane)", hs.heldCount(), walLanes)
+		if hs.heldCount() != lanes {
+			t.Fatalf("%d fsyncs started, want %d (one per lane)", hs.heldCount(), lanes)
 		}
 		hs.release()
 		synctest.Wait()
@@ -218,8 +224,8 @@ func TestAckDurableWaitsForFsync(t *testing.T) {
 			}
 		}
 		// One fsync per lane, then one for the five that waited.
-		if s := n.Stats(); s.LogSyncs != walLanes+1 || s.StateErrors != 0 {
-			t.Errorf("%d fsyncs for %d reports, want %d; stats %+v", s.LogSyncs, walLanes+5, walLanes+1, s)
+		if s := n.Stats(); s.LogSyncs != uint64(lanes+1) || s.StateErrors != 0 {
+			t.Errorf("%d fsyncs for %d reports, want %d; stats %+v", s.LogSyncs, lanes+5, lanes+1, s)
 		}
 
 		// A pipelining client gets many replies per fsync.

@@ -320,9 +320,8 @@ func (w *stateLog) commit() bool {
 // commitLocked takes the buffer and a free lane, then, without w.mu,
 // writes the records to the lane's segment and, with AckDurable, fsyncs
 // them and moves syncedPos on once every batch taken before is on disk
-// too. Lanes run at once, each on its own file: the disk takes concurrent
-// fsyncs of different files at little more than the cost of one. Called
-// with w.mu held and a free lane; returns with w.mu released.
+// too. With several lanes, commits run at once, each on its own file.
+// Called with w.mu held and a free lane; returns with w.mu released.
 func (w *stateLog) commitLocked() {
 	l := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
@@ -365,12 +364,14 @@ func (w *stateLog) commitLocked() {
 	if cap(buf) <= walSpareMax && len(w.spares) < len(w.lanes) {
 		w.spares = append(w.spares, buf)
 	}
-	b.done = true
+	// A failed batch never counts as done, so syncedPos never passes it
+	// (the log has stopped for good anyway).
+	b.done = err == nil
 	i := 0
 	for i < len(w.batches) && w.batches[i].done {
 		i++
 	}
-	if w.durable && i > 0 && err == nil {
+	if w.durable && i > 0 {
 		w.syncedPos.Store(w.batches[i-1].end)
 	}
 	w.batches = slices.Delete(w.batches, 0, i)

@@ -194,7 +194,8 @@ func waitRecords(t *testing.T, server, addr string, want map[string]string) {
 // little-endian length, a 4-byte little-endian CRC-32C of the length and
 // the payload, and the payload, an AT line. A segment being written (or
 // torn by a crash) ends at its first incomplete or bad record. It
-// returns each client's last record and how many segments it read.
+// returns each client's newest record (by client time, then the line, as
+// herd orders them) and how many segments it read.
 func readState(t *testing.T, base string) (recs map[string]string, segments int) {
 	t.Helper()
 	recs = map[string]string{}
@@ -226,7 +227,7 @@ func readState(t *testing.T, base string) (recs map[string]string, segments int)
 			if len(at) != 6 || at[0] != "AT" {
 				t.Fatalf("snapshot %s: bad record %q", base, line)
 			}
-			recs[at[3]] = strings.TrimSuffix(line, "\n")
+			keepNewer(recs, at[3], strings.TrimSuffix(line, "\n"))
 			count++
 		}
 		if strconv.Itoa(count) != f[2] {
@@ -267,11 +268,30 @@ func readState(t *testing.T, base string) (recs map[string]string, segments int)
 			if len(at) != 6 || at[0] != "AT" {
 				t.Fatalf("segment %s: bad record %q", seg, payload)
 			}
-			recs[at[3]] = string(payload)
+			keepNewer(recs, at[3], string(payload))
 			rest = rest[8+size:]
 		}
 	}
 	return recs, segments
+}
+
+// keepNewer stores line as client's record unless recs holds a newer one:
+// a later client time (the AT line's last field, seconds and nanoseconds),
+// or the same time and a line that sorts after.
+func keepNewer(recs map[string]string, client, line string) {
+	key := func(l string) (string, string) {
+		f := strings.Fields(l)
+		sec, frac, _ := strings.Cut(f[len(f)-1], ".")
+		return fmt.Sprintf("%020s", sec), (frac + "000000000")[:9]
+	}
+	if old, ok := recs[client]; ok {
+		oldSec, oldFrac := key(old)
+		sec, frac := key(line)
+		if oldSec > sec || (oldSec == sec && (oldFrac > frac || (oldFrac == frac && old >= line))) {
+			return
+		}
+	}
+	recs[client] = line
 }
 
 // TestDurableRestart runs the 2018 herd as five processes, each with a

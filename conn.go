@@ -39,6 +39,9 @@ type session struct {
 	src       string
 	sourceSet bool
 	timed     uint64 // writes with IAMAT replies (observe.go)
+	// ackPos is how far the state log must be on disk before out may be
+	// written (AckDurable; see noteAck).
+	ackPos uint64
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -239,6 +242,10 @@ func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
+	if err := s.awaitDurable(); err != nil {
+		s.out = s.out[:0] // replies that must not go out
+		return err
+	}
 	s.timeIAMATs()
 	s.publishCounts()
 	s.st.beginWrite(s.n)
@@ -339,6 +346,7 @@ func (s *session) iamat(m *iamat) bool {
 	out := appendAT(s.out, n.cfg.Name, s.recv, m)
 	rec := newRecord(string(out[start:]), n.cfg.Name, m)
 	stored, res := n.offer(rec, "")
+	s.noteAck()
 	switch res {
 	case offerFull:
 		s.out = out[:start]

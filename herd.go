@@ -138,7 +138,7 @@ const (
 	DefaultIdleTimeout   = 5 * time.Minute
 	DefaultWriteTimeout  = 30 * time.Second
 	DefaultReplyBuffer   = 64 << 10
-	DefaultStateInterval = 10 * time.Second
+	DefaultStateInterval = time.Second
 	DefaultShutdownGrace = 5 * time.Second
 	// DefaultMaxClientAhead is the default of Config.MaxClientAhead.
 	DefaultMaxClientAhead = time.Hour
@@ -236,7 +236,10 @@ type Config struct {
 	// the table keep updating.
 	MaxClients int
 	// IdleTimeout closes a client connection that has sent nothing for
-	// this long (default 5m). Peer links are exempt.
+	// this long (default 5m). A sweeper checks connections every quarter
+	// of the shorter of IdleTimeout and WriteTimeout, so the cut comes
+	// after at most IdleTimeout of silence and, when IdleTimeout is the
+	// shorter, after more than 3/4 of it. Peer links are exempt.
 	IdleTimeout time.Duration
 	// WriteTimeout cuts a connection whose write has been blocked this
 	// long (default 30s): a client that does not read holds up no one
@@ -247,14 +250,29 @@ type Config struct {
 	// client that sends without reading can make the server hold.
 	ReplyBuffer int
 
-	// StateFile, when set, makes the table durable: it is loaded on Start
-	// and written atomically (temporary file, fsync, rename), with a
-	// checksum, every StateInterval while it changes and on Close. A torn
-	// or corrupt file is reported, set aside as StateFile+".corrupt" and
-	// not trusted.
+	// StateFile, when set, makes the table durable. Every change to the
+	// table, from clients and peers, is appended to a log
+	// (StateFile+".wal.<segment>", records framed with their length and a
+	// CRC-32C); in the background, once the log outgrows the last
+	// snapshot (and 16 MiB), it is folded into a snapshot at StateFile,
+	// written atomically (temporary file, fsync, rename) with a checksum.
+	// Start loads the snapshot and replays the log; Close folds the whole
+	// log into the snapshot. A torn or corrupt log tail is cut at the last
+	// good record and reported ("state log cut", Stats.LogCuts); a
+	// snapshot that does not check out is reported, set aside as
+	// StateFile+".corrupt" and not trusted; temporary files left by a
+	// crash are removed. A state file from before the log (version 1) is
+	// loaded as a snapshot. Ack says when replies wait for the disk.
 	StateFile string
-	// StateInterval is the period of state writes (default 10s).
+	// StateInterval is how often, with Ack AckTable, the log is fsynced
+	// (default 1s). It is written as changes come, so a crash of the
+	// process loses almost nothing, and a crash of the machine at most
+	// about StateInterval of changes.
 	StateInterval time.Duration
+	// Ack says when an IAMAT is answered: AckTable (the default) once the
+	// table holds it, AckDurable once it is in the log on disk (fsynced,
+	// one fsync for every reply waiting; needs StateFile).
+	Ack Ack
 	// ShutdownGrace bounds how long Close lets client sessions finish
 	// the replies to commands they have read (default 5s).
 	ShutdownGrace time.Duration
@@ -358,6 +376,12 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
 		}
+	}
+	switch {
+	case c.Ack != AckTable && c.Ack != AckDurable:
+		bad("Ack", "%v is not AckTable or AckDurable", c.Ack)
+	case c.Ack == AckDurable && c.StateFile == "":
+		bad("Ack", "AckDurable needs a StateFile for its log")
 	}
 	if c.RedialMin > 0 && c.RedialMax > 0 && c.RedialMax < c.RedialMin {
 		bad("RedialMax", "%v is below RedialMin %v", c.RedialMax, c.RedialMin)

@@ -180,13 +180,16 @@ func TestStateFileSurvivesRestart(t *testing.T) {
 }
 
 func TestCorruptStateFileIsNotTrusted(t *testing.T) {
-	valid := encodeState([]Record{mustParseAT(t, kiwiAT)})
+	valid := encodeState([]Record{mustParseAT(t, kiwiAT)}, 1)
 	for name, data := range map[string][]byte{
 		"torn":         valid[:len(valid)-10],
 		"flipped byte": append(append([]byte(nil), valid[:len(valid)-5]...), 'X', '9', '9', '7', '\n'),
 		"bad header":   []byte("herd-state 9 1 00\n" + kiwiAT + "\n"),
 		"empty":        {},
-		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 1 1 ", "herd-state 1 2 ", 1)),
+		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 2 1 ", "herd-state 2 2 ", 1)),
+		// One digit of the latitude: the record still parses, so only
+		// the checksum can tell.
+		"coordinate digit": []byte(strings.Replace(string(valid), "+34.068930", "+34.068931", 1)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state")
@@ -208,14 +211,14 @@ func TestCorruptStateFileIsNotTrusted(t *testing.T) {
 
 func TestStateRoundTrip(t *testing.T) {
 	recs := []Record{mustParseAT(t, "AT A +0.000000000 a +1.0+1.0 1"), mustParseAT(t, kiwiAT)}
-	got, err := decodeState(encodeState(recs))
-	if err != nil {
-		t.Fatal(err)
+	got, seq, err := decodeState(encodeState(recs, 7))
+	if err != nil || seq != 7 {
+		t.Fatal(seq, err)
 	}
 	if d := cmp.Diff(recs, got); d != "" {
 		t.Fatal(d)
 	}
-	if got, err := decodeState(encodeState(nil)); err != nil || len(got) != 0 {
+	if got, _, err := decodeState(encodeState(nil, 1)); err != nil || len(got) != 0 {
 		t.Fatalf("empty state: %v %v", got, err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,14 +68,14 @@ type Node struct {
 	gate   *placesGate  // limits on provider calls
 	stats  counters
 	// offences rate-limits the log lines about misbehaving sources.
-	offences offenceLog
-	// version counts table changes (under mu); savedVersion is the one
-	// the state file holds (under saveMu).
-	version      uint64
-	saveMu       sync.Mutex
-	savedVersion uint64
-	sweepEpoch   atomic.Int64
-	obs          observeState // see observe.go; guarded by mu
+	offences   offenceLog
+	sweepEpoch atomic.Int64
+	obs        observeState // see observe.go; guarded by mu
+
+	// wal is the state log (wal.go), nil without Config.StateFile. It is
+	// set in Start before the node serves.
+	wal      *stateLog
+	walHooks walHooks
 
 	// seed keys every random stream the node uses (see stream).
 	seed [32]byte
@@ -138,7 +137,9 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Name() string { return n.cfg.Name }
 
 // Start listens on [Config.Addr] and starts accepting clients and peers and
-// dialing neighbours, then returns. ctx bounds only the start itself; the
+// dialing neighbours, then returns. With a [Config.StateFile] it first
+// loads the table from the snapshot and the state log, and fails if it
+// cannot start a new log segment. ctx bounds only the start itself; the
 // node runs until [Node.Close]. Start may be called once.
 func (n *Node) Start(ctx context.Context) error {
 	n.stateMu.Lock()
@@ -149,9 +150,6 @@ func (n *Node) Start(ctx context.Context) error {
 	case n.started:
 		return ErrStarted
 	}
-	if n.cfg.StateFile != "" {
-		n.loadState()
-	}
 	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("herd: %s: listen on %s: %w", n.cfg.Name, n.cfg.Addr, err)
@@ -159,6 +157,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.checkListen(ln.Addr()); err != nil {
 		ln.Close()
 		return err
+	}
+	if n.cfg.StateFile != "" {
+		// Loaded before the first accept: no client sees a partial table.
+		if err := n.openLog(); err != nil {
+			ln.Close()
+			return fmt.Errorf("herd: %s: %w", n.cfg.Name, err)
+		}
 	}
 	n.started = true
 	n.ln = ln
@@ -169,9 +174,6 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Unlock()
 	n.goFunc(n.acceptLoop)
 	n.goFunc(n.sweepLoop)
-	if n.cfg.StateFile != "" {
-		n.goFunc(n.saveLoop)
-	}
 	for _, p := range n.cfg.Peers {
 		if p.Name > n.cfg.Name {
 			n.goFunc(func() { n.dialLoop(p) })
@@ -209,7 +211,9 @@ func (n *Node) Run(ctx context.Context) error {
 // [Config.ShutdownGrace] has passed since Close began. Pending provider
 // calls and redials are cancelled at once. Close waits for every
 // goroutine the node started. It is idempotent and returns nil; later
-// Start and Run calls fail with [ErrClosed].
+// Start and Run calls fail with [ErrClosed]. With a [Config.StateFile]
+// it then writes and fsyncs what is left of the state log and folds the
+// log into a snapshot.
 func (n *Node) Close() error {
 	n.stateMu.Lock()
 	if n.closed {
@@ -246,8 +250,8 @@ func (n *Node) Close() error {
 	n.closeConns()
 	n.wg.Wait()
 	t.Stop()
-	if started && n.cfg.StateFile != "" {
-		n.saveState()
+	if started {
+		n.closeLog()
 	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, "closed")
 	return nil
@@ -431,7 +435,7 @@ func (n *Node) offer(r Record, from string) (string, offerResult) {
 		n.log.LogAttrs(n.ctx, slog.LevelWarn, "table full", slog.String("client", r.Client), slog.String("from", from), slog.Int("limit", n.cfg.MaxClients))
 		return "", res
 	}
-	n.version++
+	n.logRecord(&r)
 	n.recordUpdate(r, from)
 	if from == "" {
 		n.stats.recordsLocal++
@@ -500,10 +504,21 @@ type connState struct {
 func (st *connState) beginWrite(n *Node) { st.writing.Store(n.sweepEpoch.Load() + 1) }
 func (st *connState) endWrite()          { st.writing.Store(0) }
 
-// sweepEvery is the sweeper's period: a quarter of the shorter timeout, so
-// a connection is cut between 3/4 and 1 times its timeout.
+// sweepEvery is the sweeper's period: a quarter of the shorter timeout
+// (at least 1ms).
 func (n *Node) sweepEvery() time.Duration {
 	return max(min(n.cfg.IdleTimeout, n.cfg.WriteTimeout)/4, time.Millisecond)
+}
+
+// idleSweeps is how many sweeps in a row must find a client connection
+// without input, after the sweep that saw its last input, before it is
+// cut. With k of them and period p the cut comes between k*p and (k+1)*p
+// after the last input; k = floor(IdleTimeout/p) - 1 makes that at most
+// IdleTimeout and more than IdleTimeout - 2p: between 3/4 and 1 times
+// IdleTimeout when it is the shorter timeout, as p is then a quarter of
+// it. (Below 4ms, where p is held at 1ms, a cut may come up to 1ms late.)
+func idleSweeps(idle, every time.Duration) int {
+	return max(int(idle/every)-1, 1)
 }
 
 // sweepLoop closes idle client connections and connections whose write is
@@ -511,7 +526,9 @@ func (n *Node) sweepEvery() time.Duration {
 // connection, keeps the per-line path free of timer resets.
 func (n *Node) sweepLoop() {
 	every := n.sweepEvery()
-	idleSweeps := int((n.cfg.IdleTimeout + every - 1) / every)
+	idleSweeps := idleSweeps(n.cfg.IdleTimeout, every)
+	// A write is cut at the writeSweeps-th sweep after the one before it
+	// began: between (writeSweeps-1)*p and writeSweeps*p after it began.
 	writeSweeps := int64((n.cfg.WriteTimeout + every - 1) / every)
 	for n.sleep(every) {
 		epoch := n.sweepEpoch.Add(1)
@@ -546,62 +563,4 @@ func (n *Node) sweepLoop() {
 			v.st.c.Close()
 		}
 	}
-}
-
-// loadState fills the table from Config.StateFile before the node starts
-// serving. A missing file is an empty table; a corrupt one is reported,
-// renamed aside and not trusted.
-func (n *Node) loadState() {
-	path := n.cfg.StateFile
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	var recs []Record
-	if err == nil {
-		recs, err = decodeState(data)
-	}
-	if err != nil {
-		n.stats.stateErrors.Add(1)
-		aside := path + ".corrupt"
-		os.Rename(path, aside)
-		n.log.LogAttrs(n.ctx, slog.LevelError, "state file not trusted", slog.String("file", path), slog.String("err", err.Error()), slog.String("moved_to", aside))
-		return
-	}
-	n.mu.Lock()
-	for i := range recs {
-		n.table.offer(&recs[i], n.cfg.MaxClients)
-	}
-	n.mu.Unlock()
-	n.log.LogAttrs(n.ctx, slog.LevelInfo, "state loaded", slog.String("file", path), slog.Int("records", len(recs)))
-}
-
-// saveLoop writes the state file every StateInterval while the table
-// changes.
-func (n *Node) saveLoop() {
-	for n.sleep(n.cfg.StateInterval) {
-		n.saveState()
-	}
-}
-
-// saveState writes the table to Config.StateFile if it changed since the
-// last write.
-func (n *Node) saveState() {
-	n.saveMu.Lock()
-	defer n.saveMu.Unlock()
-	n.mu.Lock()
-	version := n.version
-	if version == n.savedVersion {
-		n.mu.Unlock()
-		return
-	}
-	n.mu.Unlock()
-	recs := n.Records()
-	if err := writeFileAtomic(n.cfg.StateFile, encodeState(recs)); err != nil {
-		n.stats.stateErrors.Add(1)
-		n.log.LogAttrs(n.ctx, slog.LevelError, "state save failed", slog.String("file", n.cfg.StateFile), slog.String("err", err.Error()))
-		return
-	}
-	n.savedVersion = version
-	n.stats.stateSaves.Add(1)
 }

@@ -426,23 +426,48 @@ func TestFrugalCachesOnlySuccess(t *testing.T) {
 		{"HTTP 403", provReply{err: &HTTPError{StatusCode: 403}}, false},
 	}
 	for _, c := range cases {
+		// In a bubble with a clock that never moves: a lookup that waits
+		// for a retry's backoff (none of these replies is to be retried)
+		// would wait for ever, so it is failed once every goroutine is
+		// blocked, instead of hanging the test.
 		t.Run(c.name, func(t *testing.T) {
-			p := &provCounting{replies: []provReply{c.reply}}
-			f := NewFrugal(p, newProvClock(), FrugalOptions{})
-			defer f.Close()
-			for range 3 {
-				doc, err := f.Nearby(t.Context(), provQuery(1000, 1))
-				if string(doc) != c.reply.doc || !errors.Is(err, c.reply.err) {
-					t.Fatalf("got %q, %v", doc, err)
+			synctest.Test(t, func(t *testing.T) {
+				p := &provCounting{replies: []provReply{c.reply}}
+				f := NewFrugal(p, newProvClock(), FrugalOptions{})
+				defer f.Close()
+				for i := range 3 {
+					ctx, cancel := context.WithCancel(t.Context())
+					type answer struct {
+						doc []byte
+						err error
+					}
+					done := make(chan answer, 1)
+					go func() {
+						doc, err := f.Nearby(ctx, provQuery(1000, 1))
+						done <- answer{doc, err}
+					}()
+					synctest.Wait()
+					var a answer
+					select {
+					case a = <-done:
+					default:
+						cancel()
+						<-done
+						t.Fatalf("lookup %d still waiting with every goroutine blocked, after %d provider calls: a retry of a reply that is final?", i+1, p.n())
+					}
+					cancel()
+					if string(a.doc) != c.reply.doc || !errors.Is(a.err, c.reply.err) {
+						t.Fatalf("got %q, %v", a.doc, a.err)
+					}
 				}
-			}
-			want := 3
-			if c.cached {
-				want = 1
-			}
-			if p.n() != want {
-				t.Errorf("%d provider calls, want %d", p.n(), want)
-			}
+				want := 3
+				if c.cached {
+					want = 1
+				}
+				if p.n() != want {
+					t.Errorf("%d provider calls, want %d", p.n(), want)
+				}
+			})
 		})
 	}
 }

@@ -210,10 +210,16 @@ func TestCatalogueBoundCapsAtTwenty(t *testing.T) {
 	if c.Len() != 30 || c.String() != "offline catalogue (30 places)" {
 		t.Errorf("Len %d, String %q", c.Len(), c)
 	}
-	for _, bound := range []int{25, 20, 0} {
+	for _, bound := range []int{21, 25, 20, 0} {
 		got, _ := c.Nearby(t.Context(), NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
 		names, _ := provCatalogueNames(t, got)
 		if len(names) != 20 || names[0] != "p00" || names[19] != "p19" {
+			t.Errorf("bound %d: %d results %v, want the nearest 20", bound, len(names), names)
+		}
+	}
+	for _, bound := range []int{19, 1} {
+		got, _ := c.Nearby(t.Context(), NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
+		if names, _ := provCatalogueNames(t, got); len(names) != bound || names[0] != "p00" {
 			t.Errorf("bound %d: %v", bound, names)
 		}
 	}

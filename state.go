@@ -1,14 +1,20 @@
 package herd
 
-// state.go: the optional durable table (Config.StateFile). The file is
+// state.go: the snapshot of the durable table (Config.StateFile; wal.go
+// has the log that goes with it). The file is
 //
-//	herd-state 1 <records> <sha256 of the body, hex>\n
+//	herd-state 2 <records> <sha256 of the body, hex> <log segment>\n
 //	<AT line>\n ... (the body: every record, sorted by client)
 //
-// written to a temporary file in the same directory, fsynced and renamed
-// over the old one, so a crash leaves either the old file or the new one.
-// A file whose header, count, checksum or any record does not check out is
-// not trusted at all.
+// where <log segment> is the number of the first log segment the snapshot
+// does not cover: segments numbered below it are folded in and may be
+// deleted. It is written to a temporary file in the same directory,
+// fsynced and renamed over the old one, so a crash leaves either the old
+// file or the new one. A file whose header, count, checksum or any record
+// does not check out is not trusted at all.
+//
+// Version 1 files (written before the log existed: the same without the
+// segment field) are still read, as covering no segment.
 
 import (
 	"bytes"
@@ -21,64 +27,87 @@ import (
 	"strconv"
 )
 
-const stateMagic = "herd-state 1"
+const (
+	stateMagic   = "herd-state"
+	stateVersion = "2"
+)
 
-// encodeState renders records as a state file.
-func encodeState(recs []Record) []byte {
-	var body bytes.Buffer
+// encodeState renders records as a snapshot that covers the log segments
+// numbered below seq.
+func encodeState(recs []Record, seq uint64) []byte {
+	size := 0
 	for _, r := range recs {
-		body.WriteString(r.Line)
-		body.WriteByte('\n')
+		size += len(r.Line) + 1
 	}
-	sum := sha256.Sum256(body.Bytes())
-	header := fmt.Sprintf("%s %d %s\n", stateMagic, len(recs), hex.EncodeToString(sum[:]))
-	return append([]byte(header), body.Bytes()...)
+	body := make([]byte, 0, size)
+	for _, r := range recs {
+		body = append(append(body, r.Line...), '\n')
+	}
+	sum := sha256.Sum256(body)
+	header := fmt.Sprintf("%s %s %d %s %d\n", stateMagic, stateVersion, len(recs), hex.EncodeToString(sum[:]), seq)
+	return append([]byte(header), body...)
 }
 
-// decodeState parses a state file, refusing anything that does not check
-// out.
-func decodeState(data []byte) ([]Record, error) {
+// decodeState parses a snapshot, refusing anything that does not check
+// out. It returns the records and the first log segment the snapshot does
+// not cover (0 for a version 1 file).
+func decodeState(data []byte) ([]Record, uint64, error) {
 	nl := bytes.IndexByte(data, '\n')
 	if nl < 0 {
-		return nil, errors.New("no header line (torn file?)")
+		return nil, 0, errors.New("no header line (torn file?)")
 	}
 	header, body := data[:nl], data[nl+1:]
 	var f fieldList
-	if splitFields(header, &f) != 4 || string(f[0])+" "+string(f[1]) != stateMagic {
-		return nil, fmt.Errorf("bad header %q", header)
+	nf := splitFields(header, &f)
+	var seq uint64
+	switch {
+	case nf == 4 && string(f[0]) == stateMagic && string(f[1]) == "1":
+	case nf == 5 && string(f[0]) == stateMagic && string(f[1]) == stateVersion:
+		s, err := strconv.ParseUint(string(f[4]), 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("bad log segment number %q", f[4])
+		}
+		seq = s
+	default:
+		return nil, 0, fmt.Errorf("bad header %q", header)
 	}
 	count, err := strconv.Atoi(string(f[2]))
 	if err != nil || count < 0 {
-		return nil, fmt.Errorf("bad record count %q", f[2])
+		return nil, 0, fmt.Errorf("bad record count %q", f[2])
 	}
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != string(f[3]) {
-		return nil, errors.New("checksum mismatch (torn or corrupt file)")
+		return nil, 0, errors.New("checksum mismatch (torn or corrupt file)")
 	}
-	recs := make([]Record, 0, count)
+	recs := make([]Record, 0, min(count, len(body)/8))
 	for len(body) > 0 {
 		i := bytes.IndexByte(body, '\n')
 		if i < 0 {
-			return nil, errors.New("last record has no newline")
+			return nil, 0, errors.New("last record has no newline")
 		}
 		r, ok := parseAT(body[:i])
 		if !ok {
-			return nil, fmt.Errorf("record %d is not a valid AT line: %q", len(recs)+1, body[:i])
+			return nil, 0, fmt.Errorf("record %d is not a valid AT line: %q", len(recs)+1, body[:i])
 		}
 		recs = append(recs, r)
 		body = body[i+1:]
 	}
 	if len(recs) != count {
-		return nil, fmt.Errorf("header says %d records, file has %d", count, len(recs))
+		return nil, 0, fmt.Errorf("header says %d records, file has %d", count, len(recs))
 	}
-	return recs, nil
+	return recs, seq, nil
 }
 
+// tempSuffix follows the target's name in writeFileAtomic's temporary
+// files (then random digits); removeTemps relies on it.
+const tempSuffix = ".tmp"
+
 // writeFileAtomic replaces path with data: temporary file in the same
-// directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
+// directory, fsync, rename, fsync of the directory. beforeRename, if not
+// nil, is called once the temporary file is synced (a test's hook).
+func writeFileAtomic(path string, data []byte, beforeRename func()) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+tempSuffix+"*")
 	if err != nil {
 		return err
 	}
@@ -94,12 +123,23 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if beforeRename != nil {
+		beforeRename()
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory, so that the names created, renamed or
+// removed in it survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	return nil
+	err = d.Sync()
+	d.Close()
+	return err
 }

@@ -40,8 +40,10 @@ type Stats struct {
 	PlacesLimitedAddr   uint64 // per-address rate
 	PlacesLimitedServer uint64 // per-server rate
 	PlacesLimitedDaily  uint64 // daily budget
-	StateSaves          uint64 // state file writes
-	StateErrors         uint64 // state file load or save failures
+	StateSaves          uint64 // snapshots written (log compactions and Close)
+	StateErrors         uint64 // state file or log failures
+	LogSyncs            uint64 // fsyncs of the state log
+	LogCuts             uint64 // torn or corrupt log segments cut at start
 }
 
 // counters are the node's live counters behind Stats.
@@ -53,6 +55,7 @@ type counters struct {
 	placesCalls, placesErrors, stateSaves, stateErrors     atomic.Uint64
 	peersRefused, futureRefused, futureDropped             atomic.Uint64
 	placesLimited                                          [limitKinds]atomic.Uint64
+	logSyncs, logCuts                                      atomic.Uint64
 
 	// Guarded by n.mu, which every table change holds anyway: plain
 	// fields cost nothing there, where atomic adds from both cores would
@@ -108,5 +111,7 @@ func (n *Node) Stats() Stats {
 		PlacesLimitedDaily:  limitedDaily,
 		StateSaves:          c.stateSaves.Load(),
 		StateErrors:         c.stateErrors.Load(),
+		LogSyncs:            c.logSyncs.Load(),
+		LogCuts:             c.logCuts.Load(),
 	}
 }

@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -181,46 +185,123 @@ func waitRecords(t *testing.T, server, addr string, want map[string]string) {
 	}
 }
 
-// readStateFile parses a herd state file (state.go): a header
-// "herd-state 1 <count> <sha256 of the body>" and one AT line per record.
-// It returns the records by client ID.
-func readStateFile(t *testing.T, path string) map[string]string {
+// readState reads a server's durable table from disk, as a restart
+// would (state.go, wal.go), independently of herd: the snapshot at base
+// ("herd-state 2 <count> <sha256 of the body> <first segment not
+// covered>" or version 1 without the last field, then one AT line per
+// record), then every log segment base.wal.<16 hex digits> it does not
+// cover, in order: "herd-wal 1\n", then records framed as a 4-byte
+// little-endian length, a 4-byte little-endian CRC-32C of the length and
+// the payload, and the payload, an AT line. A segment being written (or
+// torn by a crash) ends at its first incomplete or bad record. It
+// returns each client's newest record (by client time, then the line, as
+// herd orders them) and how many segments it read.
+func readState(t *testing.T, base string) (recs map[string]string, segments int) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("state file: %v", err)
-	}
-	header, body, ok := bytes.Cut(data, []byte("\n"))
-	f := strings.Fields(string(header))
-	if !ok || len(f) != 4 || f[0]+" "+f[1] != "herd-state 1" {
-		t.Fatalf("state file %s: bad header %q", path, header)
-	}
-	sum := sha256.Sum256(body)
-	if hex.EncodeToString(sum[:]) != f[3] {
-		t.Fatalf("state file %s: checksum mismatch (torn write?)", path)
-	}
-	recs := map[string]string{}
-	for line := range strings.Lines(string(body)) {
-		at := strings.Fields(line)
-		if len(at) != 6 || at[0] != "AT" {
-			t.Fatalf("state file %s: bad record %q", path, line)
+	recs = map[string]string{}
+	var covered uint64
+	data, err := os.ReadFile(base)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		t.Fatal(err)
+	default:
+		header, body, ok := bytes.Cut(data, []byte("\n"))
+		f := strings.Fields(string(header))
+		switch {
+		case ok && len(f) == 5 && f[0]+" "+f[1] == "herd-state 2":
+			if covered, err = strconv.ParseUint(f[4], 10, 64); err != nil {
+				t.Fatalf("snapshot %s: bad header %q", base, header)
+			}
+		case ok && len(f) == 4 && f[0]+" "+f[1] == "herd-state 1":
+		default:
+			t.Fatalf("snapshot %s: bad header %q", base, header)
 		}
-		recs[at[3]] = strings.TrimSuffix(line, "\n")
+		sum := sha256.Sum256(body)
+		if hex.EncodeToString(sum[:]) != f[3] {
+			t.Fatalf("snapshot %s: checksum mismatch (torn write?)", base)
+		}
+		count := 0
+		for line := range strings.Lines(string(body)) {
+			at := strings.Fields(line)
+			if len(at) != 6 || at[0] != "AT" {
+				t.Fatalf("snapshot %s: bad record %q", base, line)
+			}
+			keepNewer(recs, at[3], strings.TrimSuffix(line, "\n"))
+			count++
+		}
+		if strconv.Itoa(count) != f[2] {
+			t.Fatalf("snapshot %s: header says %s records, body has %d", base, f[2], count)
+		}
 	}
-	if strconv.Itoa(len(recs)) != f[2] {
-		t.Fatalf("state file %s: header says %s records, body has %d", path, f[2], len(recs))
+	segs, err := filepath.Glob(base + ".wal.*")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return recs
+	sort.Strings(segs) // fixed-width hex numbers sort in order
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	for _, seg := range segs {
+		suffix := strings.TrimPrefix(seg, base+".wal.")
+		n, err := strconv.ParseUint(suffix, 16, 64)
+		if len(suffix) != 16 || err != nil || n < covered {
+			continue
+		}
+		data, err := os.ReadFile(seg)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // compacted meanwhile; the snapshot read above predates it
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		segments++
+		rest, ok := bytes.CutPrefix(data, []byte("herd-wal 1\n"))
+		for ok && len(rest) >= 8 {
+			size := binary.LittleEndian.Uint32(rest)
+			if size == 0 || uint64(len(rest)-8) < uint64(size) {
+				break
+			}
+			payload := rest[8 : 8+size]
+			if crc32.Update(crc32.Checksum(rest[:4], castagnoli), castagnoli, payload) != binary.LittleEndian.Uint32(rest[4:]) {
+				break
+			}
+			at := strings.Fields(string(payload))
+			if len(at) != 6 || at[0] != "AT" {
+				t.Fatalf("segment %s: bad record %q", seg, payload)
+			}
+			keepNewer(recs, at[3], string(payload))
+			rest = rest[8+size:]
+		}
+	}
+	return recs, segments
+}
+
+// keepNewer stores line as client's record unless recs holds a newer one:
+// a later client time (the AT line's last field, seconds and nanoseconds),
+// or the same time and a line that sorts after.
+func keepNewer(recs map[string]string, client, line string) {
+	key := func(l string) (string, string) {
+		f := strings.Fields(l)
+		sec, frac, _ := strings.Cut(f[len(f)-1], ".")
+		return fmt.Sprintf("%020s", sec), (frac + "000000000")[:9]
+	}
+	if old, ok := recs[client]; ok {
+		oldSec, oldFrac := key(old)
+		sec, frac := key(line)
+		if oldSec > sec || (oldSec == sec && (oldFrac > frac || (oldFrac == frac && old >= line))) {
+			return
+		}
+	}
+	recs[client] = line
 }
 
 // TestDurableRestart runs the 2018 herd as five processes, each with a
-// state file saved every 100ms, and floods 2,000 clients' reports
-// (pipelined, to four servers). In the middle of the second wave Holiday
-// is killed with SIGKILL: the others keep answering every report. Holiday
-// restarts from its state file with every record the file held, and
-// catches up with the rest from its neighbours, Welsh (whose only link is
-// Holiday) with it: in the end every server holds every client's newest
-// report.
+// state file (snapshot and log, fsynced every 100ms), and floods 2,000
+// clients' reports (pipelined, to four servers). In the middle of the
+// second wave Holiday is killed with SIGKILL: the others keep answering
+// every report. Holiday restarts from its state files with every record
+// they held, and catches up with the rest from its neighbours, Welsh
+// (whose only link is Holiday) with it: in the end every server holds
+// every client's newest report.
 func TestDurableRestart(t *testing.T) {
 	dir := t.TempDir()
 	topo, addrs, servers, links := herd2018Layout(t)
@@ -298,11 +379,11 @@ func TestDurableRestart(t *testing.T) {
 	stateFile := strings.ReplaceAll(stateTmpl, "{name}", victim)
 	deadline := time.Now().Add(waitBound)
 	for {
-		if data, err := os.ReadFile(stateFile); err == nil && bytes.HasPrefix(data, []byte(fmt.Sprintf("herd-state 1 %d ", durClients))) {
+		if recs, _ := readState(t, stateFile); len(recs) == durClients {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s's state file never held %d records within %v", victim, durClients, waitBound)
+			t.Fatalf("%s's state files never held %d records within %v", victim, durClients, waitBound)
 		}
 		time.Sleep(pollPause)
 	}
@@ -325,15 +406,15 @@ func TestDurableRestart(t *testing.T) {
 	}
 
 	t.Logf("%v: second wave answered", time.Since(t0))
-	// What Holiday's state file held when it died: every record of the
-	// first wave at least (the file is written atomically, so it is whole).
-	saved := readStateFile(t, stateFile)
+	// What Holiday's state files held when it died: every record of the
+	// first wave at least.
+	saved, _ := readState(t, stateFile)
 	if len(saved) < durClients {
-		t.Fatalf("%s's state file holds %d records, want at least the %d of the first wave", victim, len(saved), durClients)
+		t.Fatalf("%s's state files hold %d records, want at least the %d of the first wave", victim, len(saved), durClients)
 	}
 	for id, line := range saved {
 		if line != first[id] && line != newest[id] {
-			t.Fatalf("%s's state file holds %q for %s: neither of its reports", victim, line, id)
+			t.Fatalf("%s's state files hold %q for %s: neither of its reports", victim, line, id)
 		}
 	}
 
@@ -343,7 +424,7 @@ func TestDurableRestart(t *testing.T) {
 			second++
 		}
 	}
-	t.Logf("%s's state file held %d records, %d of them from the second wave", victim, len(saved), second)
+	t.Logf("%s's state files held %d records, %d of them from the second wave", victim, len(saved), second)
 
 	// Restarted, Holiday loads them all, then catches up from its
 	// neighbours; so does Welsh, cut off while Holiday was down.
@@ -352,9 +433,10 @@ func TestDurableRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded := regexp.MustCompile(`msg="state loaded" server=`+victim+` file=\S+ records=(\d+)`).FindAllStringSubmatch(string(logData), -1)
-	if len(loaded) != 1 || loaded[0][1] != strconv.Itoa(len(saved)) {
-		t.Fatalf("%s's log says %q about loading state, want one line with records=%d", victim, loaded, len(saved))
+	loaded := regexp.MustCompile(`msg="state loaded" server=`+victim+` file=\S+ records=\d+ log_records=\d+ clients=(\d+)`).FindAllStringSubmatch(string(logData), -1)
+	// The first start's line, then the restart's.
+	if len(loaded) != 2 || loaded[1][1] != strconv.Itoa(len(saved)) {
+		t.Fatalf("%s's log says %q about loading state, want two lines, the second with clients=%d", victim, loaded, len(saved))
 	}
 	ids := make([]string, 0, len(saved))
 	for id := range saved {
@@ -411,7 +493,8 @@ func TestDurableRestart(t *testing.T) {
 	if _, err := os.Stat(stateFile); err != nil {
 		t.Fatal(err)
 	}
-	if got := readStateFile(t, stateFile); len(got) != durClients {
-		t.Errorf("%s's state file after shutdown holds %d records, want %d", victim, len(got), durClients)
+	// Shut down, each server folds its log into its snapshot.
+	if got, segs := readState(t, stateFile); len(got) != durClients || segs != 0 {
+		t.Errorf("%s's state after shutdown holds %d records and %d log segments, want %d and none", victim, len(got), segs, durClients)
 	}
 }

@@ -134,14 +134,22 @@ func measureScale(t *testing.T, kind string, topo herd.Topology, seed uint64) sc
 	const updates = 10
 	var flood time.Duration
 	before := c.Sim().Stats().PeerRecords
+	// With every link up and one update at a time, the server that took
+	// the report sends it on each of its links, and every other server
+	// on each of its links but the one it first came by: 2E-N+1 AT lines.
+	perUpdate := 2*len(topo.Links) - len(topo.Servers) + 1
 	for i := range updates {
 		start := c.Sim().Elapsed()
+		sent := c.Sim().Stats().PeerRecords
 		update(i, names)
 		if !c.RunUntil(has, time.Minute) {
 			t.Fatalf("update %d did not reach every server", i)
 		}
 		flood += c.Sim().Elapsed() - start
 		c.Settle()
+		if got := c.Sim().Stats().PeerRecords - sent; got != perUpdate {
+			t.Errorf("update %d: servers sent %d AT lines, want 2E-N+1 = %d", i, got, perUpdate)
+		}
 	}
 	res.perUpdate = float64(c.Sim().Stats().PeerRecords-before) / updates
 	res.floodTime = flood / updates

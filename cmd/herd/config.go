@@ -66,6 +66,9 @@ type fileConfig struct {
 
 	StateFile     string `json:"state_file,omitempty"`
 	StateInterval string `json:"state_interval,omitempty"`
+	// Ack is when IAMATs are answered: "table" (the default) or
+	// "durable" (after the state log's fsync; needs state_file).
+	Ack string `json:"ack,omitempty"`
 
 	Log      string `json:"log,omitempty"`
 	LogLevel string `json:"log_level,omitempty"`
@@ -83,6 +86,7 @@ type fileConfig struct {
 	TLS json.RawMessage `json:"tls,omitempty"`
 
 	parsed   parsedDurations // filled in by validate
+	ack      herd.Ack        // Ack, parsed by validate
 	provider cli.Provider    // Provider, decoded by validate
 	tls      *cli.TLS        // TLS, decoded by validate; nil without TLS
 	// tlsName names TLS's fields in errors; nil means cli.FileNames.
@@ -360,6 +364,17 @@ func (fc *fileConfig) validate() error {
 	if rmin, rmax := *durs[1].dst, *durs[2].dst; rmin > 0 && rmax > 0 && rmax < rmin {
 		bad("redial_max", "%v is below redial_min %v", rmax, rmin)
 	}
+	fc.ack = herd.AckTable
+	if fc.Ack != "" {
+		if a, err := herd.ParseAck(fc.Ack); err != nil {
+			bad("ack", "%v", err)
+		} else {
+			fc.ack = a
+		}
+	}
+	if fc.ack == herd.AckDurable && fc.StateFile == "" {
+		bad("ack", "%q needs state_file (or -state-file): the log it waits for", fc.Ack)
+	}
 	if fc.LogLevel != "" {
 		if _, err := cli.ParseLevel(fc.LogLevel); err != nil {
 			bad("log_level", "%v", err)
@@ -520,6 +535,7 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 		MaxClientAhead:     fc.parsed.maxClientAhead,
 		PeerClockAllowance: fc.parsed.peerClockAllowance,
 		PlacesLimits:       fc.PlacesLimits,
+		Ack:                fc.ack,
 	}
 	if s.Listen != "" {
 		cfg.Addr = s.Listen

@@ -73,6 +73,10 @@ func TestParseConfigErrors(t *testing.T) {
 		}},
 		{"limit type", "{\"servers\": [{\"name\": \"A\", \"addr\": \"h:1\"}],\n \"places_conn_rate\": \"fast\"}",
 			[]string{`2:27: places_conn_rate must be a number, not string`}},
+		{"ack", `{"servers": [{"name": "A", "addr": "h:1"}], "ack": "fsync"}`,
+			[]string{`ack: "fsync" is not an ack mode (want table or durable)`}},
+		{"durable without state", `{"servers": [{"name": "A", "addr": "h:1"}], "ack": "durable"}`,
+			[]string{`ack: "durable" needs state_file (or -state-file): the log it waits for`}},
 		{"provider unknown field", `{"servers": [{"name": "A", "addr": "h:1"}], "provider": {"kind": "offline", "api_key": "x"}}`,
 			[]string{`provider: unknown field "api_key"`}},
 	} {
@@ -116,7 +120,7 @@ func TestNodeConfig(t *testing.T) {
   "close_after_reply": true,
   "insecure_peers": true, "max_client_ahead": "-1s", "peer_clock_allowance": "2m",
   "places_conn_rate": 2.5, "places_conn_burst": 5, "places_addr_rate": -1, "places_server_burst": 7, "places_daily_budget": 100,
-  "state_file": "/var/lib/herd/{name}.state",
+  "state_file": "/var/lib/herd/{name}.state", "ack": "durable",
   "log": "/var/log/herd/{name}.log", "log_level": "warn"
 }`))
 	if err != nil {
@@ -154,6 +158,7 @@ func TestNodeConfig(t *testing.T) {
 		MaxClientAhead:     -time.Second,
 		PeerClockAllowance: 2 * time.Minute,
 		PlacesLimits:       herd.PlacesLimits{ConnRate: 2.5, ConnBurst: 5, AddrRate: -1, ServerBurst: 7, DailyBudget: 100},
+		Ack:                herd.AckDurable,
 	}
 	if diff := cmp.Diff(want, cfg, cmpopts.IgnoreFields(herd.Config{}, "Places")); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

@@ -264,6 +264,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "-preset", "2018", "-host", "0.0.0.0", "-name", "Hands"}, "herd serve: Hands: listen address 0.0.0.0:12001 is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); set one with -secret-env VAR, or -insecure-peers to accept unauthenticated peers anyway\n"},
 		{[]string{"serve", "-config", openPath, "-name", "A"}, "herd serve: A: listen address :12000 is not loopback and no peer secret is set: anyone who reaches it could pose as a neighbour (protected mode); set secret_env in the config file, or insecure_peers to accept unauthenticated peers anyway\n"},
 		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-log-level", "loud"}, "herd serve: -log-level: \"loud\" is not a log level (want debug, info, warn or error)\n"},
+		{[]string{"serve", "-preset", "2018", "-name", "Goloman", "-ack", "durable"}, "herd serve: ack: \"durable\" needs state_file (or -state-file): the log it waits for\n"},
+		{[]string{"serve", "-config", cfgPath, "-name", "A", "-ack", "often"}, "herd serve: " + cfgPath + " with -ack or -state-file: ack: \"often\" is not an ack mode (want table or durable)\n"},
 	} {
 		e, out, errOut := testEnv(nil)
 		code := run(context.Background(), e, tc.args)
@@ -285,7 +287,8 @@ func TestServeUsageErrors(t *testing.T) {
 
 func TestServePrintConfig(t *testing.T) {
 	e, out, errOut := testEnv(nil)
-	code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "13000", "-places", "legacy", "-places-url", "http://127.0.0.1:9999", "-secret-env", "HERD_SECRET", "-print-config"})
+	code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "13000", "-places", "legacy", "-places-url", "http://127.0.0.1:9999", "-secret-env", "HERD_SECRET",
+		"-state-file", "/var/lib/herd/{name}.state", "-ack", "durable", "-print-config"})
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -309,7 +312,9 @@ func TestServePrintConfig(t *testing.T) {
     "kind": "legacy",
     "base_url": "http://127.0.0.1:9999"
   },
-  "secret_env": "HERD_SECRET"
+  "secret_env": "HERD_SECRET",
+  "state_file": "/var/lib/herd/{name}.state",
+  "ack": "durable"
 }
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {

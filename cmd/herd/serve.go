@@ -60,6 +60,8 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	tlsCert := fs.String("tls-cert", "", "with -preset: the server's TLS certificate (PEM `file`; {name} is replaced by the server's name)")
 	tlsKey := fs.String("tls-key", "", "with -preset: the server's TLS private key (PEM `file`; {name} is replaced)")
 	tlsCA := fs.String("tls-ca", "", "with -preset: CA bundle (PEM `file`) that verifies neighbours and client certificates (default: the system's roots)")
+	ack := fs.String("ack", "", "when to answer an IAMAT: `MODE` table (once stored) or durable (once fsynced to the state log; needs a state file) (default: the config's ack, else table)")
+	stateFile := fs.String("state-file", "", "keep the table durable in `FILE` and its log FILE.wal.* ({name} is replaced by the server's name; default: the config's state_file)")
 	tlsRequirePeerCert := fs.Bool("tls-require-peer-cert", false, "with -preset: refuse a neighbour without a verified certificate naming it (mutual TLS between servers)")
 
 	return func(ctx context.Context, e *env, args []string) int {
@@ -85,6 +87,12 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			if fc, err = loadConfig(*configPath); err != nil {
 				return configError(e, err)
 			}
+			if set["ack"] || set["state-file"] {
+				overrideState(fc, set, *ack, *stateFile)
+				if err := fc.validate(); err != nil {
+					return configError(e, prefixErrors(*configPath+" with -ack or -state-file", err))
+				}
+			}
 		default:
 			var err error
 			if fc, err = presetConfig(*preset, *host, *port); err != nil {
@@ -103,6 +111,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				fc.TLS, _ = json.Marshal(cli.TLS{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA, RequirePeerCert: *tlsRequirePeerCert})
 				fc.tlsName = cli.FlagNames
 			}
+			overrideState(fc, set, *ack, *stateFile)
 			if err := fc.validate(); err != nil {
 				return configError(e, err)
 			}
@@ -278,6 +287,16 @@ func httpHandler(node *herd.Node, places *herd.Frugal, obs *herdhttp.Observer, p
 	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, places)))
 	mux.Handle("/", herdhttp.New(node, herdhttp.Options{Observer: obs, Frugal: places, Pprof: pprof}))
 	return mux
+}
+
+// overrideState sets fc's ack and state_file from the flags that are set.
+func overrideState(fc *fileConfig, set map[string]bool, ack, stateFile string) {
+	if set["ack"] {
+		fc.Ack = ack
+	}
+	if set["state-file"] {
+		fc.StateFile = stateFile
+	}
 }
 
 // metricsVars are the variables a server's metrics add to expvar's:

@@ -137,6 +137,7 @@ const (
 	DefaultMaxClients    = 1 << 20
 	DefaultIdleTimeout   = 5 * time.Minute
 	DefaultWriteTimeout  = 30 * time.Second
+	DefaultPeerTimeout   = 5 * time.Second
 	DefaultReplyBuffer   = 64 << 10
 	DefaultStateInterval = time.Second
 	DefaultShutdownGrace = 5 * time.Second
@@ -237,10 +238,18 @@ type Config struct {
 	MaxClients int
 	// IdleTimeout closes a client connection that has sent nothing for
 	// this long (default 5m). A sweeper checks connections every quarter
-	// of the shorter of IdleTimeout and WriteTimeout, so the cut comes
-	// after at most IdleTimeout of silence and, when IdleTimeout is the
-	// shorter, after more than 3/4 of it. Peer links are exempt.
+	// of the shortest of IdleTimeout, WriteTimeout and PeerTimeout, so
+	// the cut comes after at most IdleTimeout of silence and, when
+	// IdleTimeout is the shortest, after more than 3/4 of it. Peer links
+	// are exempt.
 	IdleTimeout time.Duration
+	// PeerTimeout cuts a peer link on which nothing has arrived for this
+	// long (default 5s), so that a neighbour whose process is frozen or
+	// whose network silently drops packets is noticed, reported down and
+	// redialed. A link on which this side has written nothing since the
+	// last sweep is sent a PING line, so an idle but healthy link is
+	// never cut.
+	PeerTimeout time.Duration
 	// WriteTimeout cuts a connection whose write has been blocked this
 	// long (default 30s): a client that does not read holds up no one
 	// but itself, and not for ever.
@@ -371,7 +380,7 @@ func (c *Config) validate() error {
 		field string
 		v     time.Duration
 	}{{"PlacesTimeout", c.PlacesTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}, {"HandshakeTimeout", c.HandshakeTimeout},
-		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"StateInterval", c.StateInterval}, {"ShutdownGrace", c.ShutdownGrace},
+		{"IdleTimeout", c.IdleTimeout}, {"WriteTimeout", c.WriteTimeout}, {"PeerTimeout", c.PeerTimeout}, {"StateInterval", c.StateInterval}, {"ShutdownGrace", c.ShutdownGrace},
 		{"PeerClockAllowance", c.PeerClockAllowance}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
@@ -410,6 +419,7 @@ func (c Config) withDefaults() Config {
 	c.MaxClients = cmp.Or(c.MaxClients, DefaultMaxClients)
 	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.PeerTimeout = cmp.Or(c.PeerTimeout, DefaultPeerTimeout)
 	c.ReplyBuffer = cmp.Or(c.ReplyBuffer, DefaultReplyBuffer)
 	c.StateInterval = cmp.Or(c.StateInterval, DefaultStateInterval)
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, DefaultShutdownGrace)

@@ -507,7 +507,7 @@ func (st *connState) endWrite()          { st.writing.Store(0) }
 // sweepEvery is the sweeper's period: a quarter of the shorter timeout
 // (at least 1ms).
 func (n *Node) sweepEvery() time.Duration {
-	return max(min(n.cfg.IdleTimeout, n.cfg.WriteTimeout)/4, time.Millisecond)
+	return max(min(n.cfg.IdleTimeout, n.cfg.WriteTimeout, n.cfg.PeerTimeout)/4, time.Millisecond)
 }
 
 // idleSweeps is how many sweeps in a row must find a client connection
@@ -526,7 +526,8 @@ func idleSweeps(idle, every time.Duration) int {
 // connection, keeps the per-line path free of timer resets.
 func (n *Node) sweepLoop() {
 	every := n.sweepEvery()
-	idleSweeps := idleSweeps(n.cfg.IdleTimeout, every)
+	clientSweeps := idleSweeps(n.cfg.IdleTimeout, every)
+	peerSweeps := idleSweeps(n.cfg.PeerTimeout, every)
 	// A write is cut at the writeSweeps-th sweep after the one before it
 	// began: between (writeSweeps-1)*p and writeSweeps*p after it began.
 	writeSweeps := int64((n.cfg.WriteTimeout + every - 1) / every)
@@ -544,11 +545,18 @@ func (n *Node) sweepLoop() {
 				n.stats.writeTimeouts.Add(1)
 				continue
 			}
-			if st.peer.Load() || st.active.Swap(false) {
+			if st.active.Swap(false) {
 				st.idle = 0
 				continue
 			}
-			if st.idle++; st.idle >= idleSweeps {
+			if st.peer.Load() {
+				if st.idle++; st.idle >= peerSweeps {
+					victims = append(victims, victim{st, "nothing from the peer for PeerTimeout"})
+					n.stats.peerTimeouts.Add(1)
+				}
+				continue
+			}
+			if st.idle++; st.idle >= clientSweeps {
 				victims = append(victims, victim{st, "idle longer than IdleTimeout"})
 				n.stats.idleClosed.Add(1)
 			} else if st.idle == 1 {
@@ -556,6 +564,7 @@ func (n *Node) sweepLoop() {
 			}
 		}
 		n.stateMu.Unlock()
+		n.pingQuietLinks()
 		// Close in a fixed order, not the map's.
 		slices.SortFunc(victims, func(a, b victim) int { return strings.Compare(a.st.id, b.st.id) })
 		for _, v := range victims {

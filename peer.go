@@ -344,8 +344,9 @@ type link struct {
 	// leaf ranges to queue whole, for the link-up. syncIn counts the
 	// sync lines received.
 	slot       int
-	wakeQueued bool // in n.wakes
-	busy       bool // the writer has taken lines it has not finished writing
+	wakeQueued bool        // in n.wakes
+	busy       bool        // the writer has taken lines it has not finished writing
+	wrote      atomic.Bool // the writer wrote since the last sweep (see pingQuietLinks)
 	pending    []string
 	owed       hashFIFO
 	pushes     []leafRange
@@ -532,6 +533,24 @@ func (l *link) stop() {
 	})
 }
 
+// pingLine is what a link sends when it has written nothing for a sweep
+// (see Config.PeerTimeout).
+const pingLine = "PING"
+
+// pingQuietLinks queues a PING on every up link that has written nothing
+// since the last sweep, so that its neighbour hears from it at least once
+// a sweep and cuts it only when it is really gone.
+func (n *Node) pingQuietLinks() {
+	n.mu.Lock()
+	for _, l := range n.links {
+		if !l.wrote.Swap(false) && len(l.pending) == 0 && l.owed.len() == 0 {
+			n.queueLine(l, pingLine)
+		}
+	}
+	n.mu.Unlock()
+	n.flushWakes()
+}
+
 // syncLineMax is the longest line a link must accept whatever
 // MaxLineBytes says: a HAVE or WANT of maxIDs hashes.
 const syncLineMax = 4 << 10
@@ -622,6 +641,9 @@ func (n *Node) linkReader(l *link) string {
 			l.received.Add(1)
 			continue
 		}
+		if nf == 1 && string(f[0]) == pingLine {
+			continue // a neighbour with nothing else to say is alive
+		}
 		if nf > 0 && isSyncVerb(f[0]) {
 			n.syncLine(l, line, &f, nf)
 			continue
@@ -681,6 +703,7 @@ func (n *Node) linkWriter(l *link) {
 			l.s.st.beginWrite(n)
 			_, err := l.s.c.Write(buf)
 			l.s.st.endWrite()
+			l.wrote.Store(true)
 			if err != nil {
 				l.stop()
 				return

@@ -10,6 +10,7 @@ type Stats struct {
 	ConnsRefused   uint64 // connections closed at once: MaxConns reached
 	IdleClosed     uint64 // client connections closed by IdleTimeout
 	WriteTimeouts  uint64 // connections cut by WriteTimeout
+	PeerTimeouts   uint64 // peer links cut by PeerTimeout (nothing arrived)
 	Parked         uint64 // idle client sessions moved to a small goroutine
 	IAMAT          uint64 // valid IAMAT commands
 	WHATSAT        uint64 // valid WHATSAT commands for known clients
@@ -49,6 +50,7 @@ type Stats struct {
 // counters are the node's live counters behind Stats.
 type counters struct {
 	connsAccepted, connsRefused, idleClosed, writeTimeouts atomic.Uint64
+	peerTimeouts                                           atomic.Uint64
 	parked                                                 atomic.Uint64
 	iamat, whatsat, invalid                                atomic.Uint64
 	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
@@ -83,6 +85,7 @@ func (n *Node) Stats() Stats {
 		ConnsRefused:   c.connsRefused.Load(),
 		IdleClosed:     c.idleClosed.Load(),
 		WriteTimeouts:  c.writeTimeouts.Load(),
+		PeerTimeouts:   c.peerTimeouts.Load(),
 		Parked:         c.parked.Load(),
 		IAMAT:          c.iamat.Load(),
 		WHATSAT:        c.whatsat.Load(),

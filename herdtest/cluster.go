@@ -263,6 +263,10 @@ func (c *Cluster) Partition(group ...string) { c.sim.Partition(group...) }
 // Heal removes every partition.
 func (c *Cluster) Heal() { c.sim.Heal() }
 
+// SilentPartition separates group from the other hosts without resetting
+// anything: packets across are dropped (see Sim.SilentPartition).
+func (c *Cluster) SilentPartition(group ...string) { c.sim.SilentPartition(group...) }
+
 // ResetLinks resets every connection between servers.
 func (c *Cluster) ResetLinks() { c.sim.ResetConns() }
 

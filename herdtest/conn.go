@@ -424,6 +424,10 @@ func (s *Sim) flush() {
 // what was sent earlier on it. s.mu must be held.
 func (s *Sim) transmit(from *endpoint, k kind, data []byte) {
 	to := from.peer()
+	if len(s.silent) > 0 && s.silent[pair(from.host, to.host)] {
+		s.trace.add(s.now, from.outKey, "lost", fmt.Sprintf("%d bytes", len(data)))
+		return
+	}
 	key := from.outKey
 	r := s.rng(key)
 	lat := s.latency(from.host, to.host)

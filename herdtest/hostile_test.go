@@ -331,6 +331,10 @@ func stuckPeer(t *testing.T, seed uint64, burst bool) (traceSum string) {
 		Seed: seed, Window: window, SplitWrites: r.IntN(2) == 0, MaxEvents: 500_000,
 		Configure: func(cfg *herd.Config) {
 			cfg.WriteTimeout = writeTimeout
+			// The reader that stops reading would otherwise cut the link
+			// itself, hearing nothing for PeerTimeout: this test is about
+			// the writer's side.
+			cfg.PeerTimeout = time.Hour
 			cfg.RedialMin = 50 * time.Millisecond
 			cfg.RedialMax = time.Second
 			cfg.HandshakeTimeout = time.Second

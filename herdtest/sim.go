@@ -129,6 +129,7 @@ type Sim struct {
 	connN     map[string]int       // connections made per "from->to"
 	dials     map[*pendingDial]struct{}
 	cuts      map[[2]string]bool
+	silent    map[[2]string]bool // cuts that drop packets without a reset (see SilentPartition)
 	links     map[[2]string]Latency
 	nextPort  int
 	dialN     map[string]int     // dial attempts per "from->addr"
@@ -170,6 +171,7 @@ func NewSim(opts SimOptions) *Sim {
 		connN:     make(map[string]int),
 		dials:     make(map[*pendingDial]struct{}),
 		cuts:      make(map[[2]string]bool),
+		silent:    make(map[[2]string]bool),
 		links:     make(map[[2]string]Latency),
 		nextPort:  40000,
 		dialN:     make(map[string]int),
@@ -517,12 +519,44 @@ func (s *Sim) Cut(a, b string) {
 	s.settle()
 }
 
+// SilentPartition separates group from every other host as Partition
+// does, but as a network that silently drops packets would: connections
+// between the two sides are not reset, everything either end sends (data,
+// FIN, reset) is lost, and new connections across fail. Nodes must notice
+// by themselves (Config.PeerTimeout).
+func (s *Sim) SilentPartition(group ...string) {
+	s.settle()
+	s.mu.Lock()
+	in := make(map[string]bool, len(group))
+	for _, g := range group {
+		in[g] = true
+	}
+	var a, b []string
+	for _, h := range s.hostNames() {
+		if in[h] {
+			a = append(a, h)
+		} else {
+			b = append(b, h)
+		}
+	}
+	for _, x := range a {
+		for _, y := range b {
+			s.cuts[pair(x, y)] = true
+			s.silent[pair(x, y)] = true
+		}
+	}
+	s.fault("silent partition", fmt.Sprintf("[%s] | [%s]", strings.Join(a, " "), strings.Join(b, " ")))
+	s.mu.Unlock()
+	s.settle()
+}
+
 // Heal removes every partition and cut. Nodes find each other again by
 // redialing.
 func (s *Sim) Heal() {
 	s.settle()
 	s.mu.Lock()
 	clear(s.cuts)
+	clear(s.silent)
 	s.fault("heal", "")
 	s.mu.Unlock()
 	s.settle()

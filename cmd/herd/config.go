@@ -61,6 +61,7 @@ type fileConfig struct {
 	HandshakeTimeout string `json:"handshake_timeout,omitempty"`
 	IdleTimeout      string `json:"idle_timeout,omitempty"`
 	WriteTimeout     string `json:"write_timeout,omitempty"`
+	PeerTimeout      string `json:"peer_timeout,omitempty"`
 
 	CloseAfterReply bool `json:"close_after_reply,omitempty"`
 
@@ -98,6 +99,7 @@ type fileConfig struct {
 type parsedDurations struct {
 	placesTimeout, redialMin, redialMax, handshakeTimeout time.Duration
 	idleTimeout, writeTimeout, stateInterval              time.Duration
+	peerTimeout                                           time.Duration
 	peerClockAllowance, maxClientAhead                    time.Duration
 }
 
@@ -418,6 +420,7 @@ func (fc *fileConfig) durations() []durationField {
 		{"handshake_timeout", fc.HandshakeTimeout, &p.handshakeTimeout},
 		{"idle_timeout", fc.IdleTimeout, &p.idleTimeout},
 		{"write_timeout", fc.WriteTimeout, &p.writeTimeout},
+		{"peer_timeout", fc.PeerTimeout, &p.peerTimeout},
 		{"state_interval", fc.StateInterval, &p.stateInterval},
 		{"peer_clock_allowance", fc.PeerClockAllowance, &p.peerClockAllowance},
 	}
@@ -527,6 +530,7 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 		HandshakeTimeout: fc.parsed.handshakeTimeout,
 		IdleTimeout:      fc.parsed.idleTimeout,
 		WriteTimeout:     fc.parsed.writeTimeout,
+		PeerTimeout:      fc.parsed.peerTimeout,
 		StateInterval:    fc.parsed.stateInterval,
 		CloseAfterReply:  fc.CloseAfterReply,
 		StateFile:        strings.ReplaceAll(fc.StateFile, namePlaceholder, s.Name),

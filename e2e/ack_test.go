@@ -35,6 +35,13 @@ func startFlooder(t *testing.T, server, addr, prefix string) *flooder {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return floodOn(t, server, c, prefix, 0)
+}
+
+// floodOn runs a flooder on the connection c, pausing gap (when above 0)
+// after each report it sends, to bound how many reports a long run makes.
+func floodOn(t *testing.T, server string, c net.Conn, prefix string, gap time.Duration) *flooder {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(3 * waitBound))
 	f := &flooder{server: server, prefix: prefix, c: c, acked: map[string]string{}, done: make(chan struct{})}
 	t.Cleanup(func() {
@@ -55,6 +62,9 @@ func startFlooder(t *testing.T, server, addr, prefix string) *flooder {
 				return
 			}
 			sent <- i
+			if gap > 0 {
+				time.Sleep(gap) // pacing, not synchronisation
+			}
 		}
 	}()
 	go func() { // reader
@@ -79,6 +89,13 @@ func startFlooder(t *testing.T, server, addr, prefix string) *flooder {
 		}
 	}()
 	return f
+}
+
+// stop closes the flooder's connection and waits for its reader: acked
+// then holds every report the server answered.
+func (f *flooder) stop() {
+	f.c.Close()
+	<-f.done
 }
 
 func (f *flooder) count() int {

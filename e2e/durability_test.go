@@ -108,10 +108,21 @@ func (d *durConn) iamatReplies(t *testing.T, server string, ids []int, report in
 	}
 }
 
+// dialer opens a client connection to addr: tcpDial from this process's
+// network, or one from inside a network namespace (netns_test.go).
+type dialer func(addr string) (net.Conn, error)
+
+func tcpDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+
 // records reads a server's record of each client with pipelined
 // "WHATSAT id 1 0"; an unknown client's entry is "".
 func records(addr string, ids []string) (map[string]string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return recordsVia(tcpDial, addr, ids)
+}
+
+// recordsVia is records over a connection that dial opens.
+func recordsVia(dial dialer, addr string, ids []string) (map[string]string, error) {
+	c, err := dial(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -155,13 +166,20 @@ func records(addr string, ids []string) (map[string]string, error) {
 // waitRecords polls server until its record of every client is want's.
 func waitRecords(t *testing.T, server, addr string, want map[string]string) {
 	t.Helper()
+	waitRecordsVia(t, tcpDial, server, addr, want, waitBound)
+}
+
+// waitRecordsVia is waitRecords over connections that dial opens, giving
+// up after bound.
+func waitRecordsVia(t *testing.T, dial dialer, server, addr string, want map[string]string, bound time.Duration) {
+	t.Helper()
 	ids := make([]string, 0, len(want))
 	for id := range want {
 		ids = append(ids, id)
 	}
-	deadline := time.Now().Add(waitBound)
+	deadline := time.Now().Add(bound)
 	for {
-		got, err := records(addr, ids)
+		got, err := recordsVia(dial, addr, ids)
 		wrong, example := 0, ""
 		if err == nil {
 			for _, id := range ids {
@@ -177,9 +195,9 @@ func waitRecords(t *testing.T, server, addr string, want map[string]string) {
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
-				t.Fatalf("%s: records never read within %v: %v", server, waitBound, err)
+				t.Fatalf("%s: records never read within %v: %v", server, bound, err)
 			}
-			t.Fatalf("%s: %d of %d clients still without their newest record after %v, e.g. %s", server, wrong, len(ids), waitBound, example)
+			t.Fatalf("%s: %d of %d clients still without their newest record after %v, e.g. %s", server, wrong, len(ids), bound, example)
 		}
 		time.Sleep(pollPause)
 	}

@@ -1,7 +1,9 @@
 // Package e2e tests herd as users run it: the herd command and the
 // five-server demo, built with go build and run as separate processes on
 // loopback, talked to with package client. Nothing here contacts an
-// address other than 127.0.0.1: the Places provider is a local fake.
+// address other than 127.0.0.1 (the Places provider is a local fake),
+// except the real-network test (netns_test.go), which uses addresses of
+// its own inside network namespaces it makes and deletes.
 //
 // Across processes the only way to wait for flooding is to ask: the tests
 // poll with "WHATSAT client 1 0" and a short real-time pause, and bound

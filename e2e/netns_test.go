@@ -29,12 +29,14 @@ const netnsPrefix = "herdnet-"
 const netnsConvergeBound = 60 * time.Second
 
 // netnsCut is how long Holiday stays cut off, and netnsFreeze how long
-// Hands stays frozen. Both are beyond what TCP retransmits through
-// quietly on its first tries, yet short enough for the final check to
-// come soon after (see netnsConvergeBound).
+// Hands stays frozen. Both are longer than the servers' peer_timeout
+// (netnsPeerTimeout), so the heartbeat cuts the silent links and the
+// servers redial once the network is back, yet short enough for the
+// final check to come soon after (see netnsConvergeBound).
 const (
-	netnsCut    = 3 * time.Second
-	netnsFreeze = 3 * time.Second
+	netnsCut         = 4 * time.Second
+	netnsFreeze      = 3 * time.Second
+	netnsPeerTimeout = "2s"
 )
 
 // netnsSubnet is the IPv4 /24 the servers' addresses are in: it exists
@@ -248,9 +250,10 @@ func TestRealNetwork(t *testing.T) {
   "secret_env": "HERD_SECRET",
   "redial_min": "10ms",
   "redial_max": "200ms",
+  "peer_timeout": %q,
   "log": %q,
   "log_level": "info"
-}`, strings.Join(servers, ",\n    "), strings.Join(links, ", "), logs)
+}`, strings.Join(servers, ",\n    "), strings.Join(links, ", "), netnsPeerTimeout, logs)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -197,7 +197,7 @@ func (s *session) serve() string {
 			}
 		}
 		if s.logLines {
-			logLine(n, s.id, "in", line)
+			s.logLine("in", line)
 		}
 		s.handle(line)
 		if len(s.out) >= n.cfg.ReplyBuffer {
@@ -218,7 +218,7 @@ func (s *session) serve() string {
 // and logs the new reply.
 func (s *session) reply(out []byte) {
 	if s.logLines {
-		logLine(s.n, s.id, "out", out[len(s.out):])
+		s.logLine("out", out[len(s.out):])
 	}
 	s.out = out
 }
@@ -370,20 +370,37 @@ func (s *session) whatsat(m *whatsat) bool {
 func (s *session) fill() error {
 	err := s.lr.fill()
 	s.recv = s.n.clock.Now()
-	s.logLines = s.n.log.Enabled(context.Background(), slog.LevelInfo)
+	s.logLines = s.n.log.Enabled(context.Background(), LevelLines)
 	return err
 }
 
-// logLine logs one input or output line of connection id. It is cheap
-// when the logger drops Info records.
+// logLine logs one input or output line of connection id, stamped with
+// the node's clock. It is cheap when the logger drops LevelLines.
 func logLine[T ~string | ~[]byte](n *Node, id, dir string, line T) {
-	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
+	h := n.log.Handler()
+	if h.Enabled(context.Background(), LevelLines) {
+		logLineAt(h, n.clock.Now(), id, dir, line)
 	}
+}
+
+// logLine logs a line the session read or is about to write, stamped
+// with the time of its last read: a line's receive time, and close enough
+// for the replies made from that read's lines, without a clock reading
+// per line. The caller has checked s.logLines.
+func (s *session) logLine(dir string, line []byte) {
+	logLineAt(s.n.log.Handler(), s.recv, s.id, dir, line)
+}
+
+// logLineAt logs one line through h, calling the handler directly: a
+// Logger would look up its caller's position for every line, which no
+// handler here prints.
+func logLineAt[T ~string | ~[]byte](h slog.Handler, t time.Time, id, dir string, line T) {
 	for len(line) > 0 && line[len(line)-1] == '\n' {
 		line = line[:len(line)-1] // replies carry their newlines; the log doesn't
 	}
-	n.log.LogAttrs(context.Background(), slog.LevelInfo, dir, slog.String("conn", id), slog.String("line", string(line)))
+	r := slog.NewRecord(t, LevelLines, dir, 0)
+	r.AddAttrs(slog.String("conn", id), slog.String("line", string(line)))
+	h.Handle(context.Background(), r)
 }
 
 func addrString(a net.Addr) string {

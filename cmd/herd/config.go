@@ -59,8 +59,12 @@ type fileConfig struct {
 	StateFile     string `json:"state_file,omitempty"`
 	StateInterval string `json:"state_interval,omitempty"`
 
-	Log      string `json:"log,omitempty"`
-	LogLevel string `json:"log_level,omitempty"`
+	Log       string `json:"log,omitempty"`
+	LogLevel  string `json:"log_level,omitempty"`
+	LogLines  bool   `json:"log_lines,omitempty"`
+	LogFormat string `json:"log_format,omitempty"`
+	LogMaxMB  int    `json:"log_max_mb,omitempty"`
+	LogKeep   int    `json:"log_keep,omitempty"`
 
 	// Metrics is where to serve the node's Stats as expvar JSON
 	// (loopback only); servers[i].metrics overrides it.
@@ -331,9 +335,12 @@ func (fc *fileConfig) validate() error {
 	if rmin, rmax := *durs[1].dst, *durs[2].dst; rmin > 0 && rmax > 0 && rmax < rmin {
 		bad("redial_max", "%v is below redial_min %v", rmax, rmin)
 	}
-	if fc.LogLevel != "" {
-		if _, err := cli.ParseLevel(fc.LogLevel); err != nil {
-			bad("log_level", "%v", err)
+	logKeys := map[string]string{"Level": "log_level", "Format": "log_format", "MaxMB": "log_max_mb", "Keep": "log_keep"}
+	for _, c := range []cli.LogConfig{{Level: fc.LogLevel}, {Format: fc.LogFormat}, {MaxMB: fc.LogMaxMB}, {Keep: fc.LogKeep}} {
+		// One field at a time, so that every problem is reported.
+		if err := c.Check(func(field string) string { return logKeys[field] }); err != nil {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			bad(key, "%s", msg)
 		}
 	}
 	if fc.Metrics != "" {
@@ -528,10 +535,14 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 	return cfg, places, nil
 }
 
-// logPath returns where server name logs: the log field with {name}
-// replaced, or "" for stderr.
-func (fc *fileConfig) logPath(name string) string {
-	return strings.ReplaceAll(fc.Log, namePlaceholder, name)
+// logConfig returns how server name logs: the log field with {name}
+// replaced ("" for stderr), and the other log_ fields.
+func (fc *fileConfig) logConfig(name string) cli.LogConfig {
+	return cli.LogConfig{
+		Path:  strings.ReplaceAll(fc.Log, namePlaceholder, name),
+		Level: fc.LogLevel, Lines: fc.LogLines, Format: fc.LogFormat,
+		MaxMB: fc.LogMaxMB, Keep: fc.LogKeep,
+	}
 }
 
 // presetConfig builds the config of a preset herd with ports assigned in

@@ -195,7 +195,8 @@ func TestServeConfigFile(t *testing.T) {
   "secret_env": "HERD_SECRET",
   "redial_min": "10ms",
   "redial_max": "20ms",
-  "log": `+jsonString(logTmpl)+`
+  "log": `+jsonString(logTmpl)+`,
+  "log_lines": true
 }`)
 	e, out, errOut := testEnv(map[string]string{"HERD_SECRET": "s3cret"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -233,7 +234,7 @@ func TestServeConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"msg=listening", `line="IAMAT kiwi +1.0+1.0 1520023934.5"`, "closed after reply"} {
+	for _, want := range []string{" INFO Goloman listening addr=", ` DEBUG Goloman in conn=c1 line="IAMAT kiwi +1.0+1.0 1520023934.5"`, `why="closed after reply"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

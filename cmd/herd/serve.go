@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/internal/logging"
 )
 
 // DefaultPort is the first port of a preset herd: the demo's Goloman.
@@ -43,7 +44,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	secretEnv := fs.String("secret-env", "", "with -preset: environment `variable` holding the peer secret")
 	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
-	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
+	logFlags := cli.AddLogFlags(fs)
 	printConfig := fs.Bool("print-config", false, "print the config as a JSON config file and exit")
 	metrics := fs.String("metrics", "", "serve the server's counters as expvar JSON at http://`ADDR`"+cli.MetricsPath+" (loopback only; default: the config's metrics)")
 	tlsCert := fs.String("tls-cert", "", "with -preset: the server's TLS certificate (PEM `file`; {name} is replaced by the server's name)")
@@ -112,17 +113,13 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		defer places.Close() // after the node has closed
 		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
 
-		levelText := fc.LogLevel
-		if *logLevel != "" {
-			levelText = *logLevel
-		}
-		level, err := cli.ParseLevel(levelText)
-		if err != nil {
-			return usageError(e, c, "-log-level: %v", err)
-		}
-		path := fc.logPath(cfg.Name)
+		logCfg := fc.logConfig(cfg.Name)
+		logFlags.Apply(&logCfg)
 		if set["log"] {
-			path = *logPath
+			logCfg.Path = *logPath
+		}
+		if err := logCfg.Check(cli.LogFlagNames); err != nil {
+			return usageError(e, c, "%v", err)
 		}
 		if cfg.StateFile != "" {
 			// Like the log's, the state file's directory is created.
@@ -131,13 +128,24 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				return exitFailure
 			}
 		}
-		logger, closeLog, err := cli.OpenLog(path, level, e.stderr)
+		log, err := logCfg.Open(e.stderr)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
 			return exitFailure
 		}
-		defer closeLog()
-		cfg.Logger = logger
+		defer func() {
+			if err := log.Close(); err != nil {
+				fmt.Fprintf(e.stderr, "herd serve: %s: log: %v\n", cfg.Name, err)
+			}
+		}()
+		cfg.Logger = log.Logger
+		if e.hangup != nil {
+			hup, stop := e.hangup()
+			defer stop()
+			done := make(chan struct{})
+			defer close(done)
+			go cli.ReopenOnHangup(hup, done, func(err error) { fmt.Fprintf(e.stderr, "herd serve: %s: %v\n", cfg.Name, err) }, log)
+		}
 
 		metricsAddr := fc.metricsAddr(cfg.Name)
 		if set["metrics"] {
@@ -155,7 +163,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		var m *cli.Metrics
 		if metricsAddr != "" {
-			m, err = cli.StartMetrics(ctx, metricsAddr, cli.MetricsHandler(metricsVars(node, places)))
+			m, err = cli.StartMetrics(ctx, metricsAddr, cli.MetricsHandler(metricsVars(node, places, log)))
 			if err != nil {
 				fmt.Fprintf(e.stderr, "herd serve: %s: metrics: %v\n", cfg.Name, err)
 				return exitFailure
@@ -166,11 +174,16 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 }
 
 // metricsVars are the variables a server's metrics add to expvar's:
-// "herd", the node's Stats, and "herd_places", the Places provider's
-// FrugalStats (when it is a *herd.Frugal, as serve's always is).
-func metricsVars(node *herd.Node, places herd.PlacesClient) map[string]expvar.Var {
+// "herd", the node's Stats, "herd_places", the Places provider's
+// FrugalStats (when it is a *herd.Frugal, as serve's always is), and
+// "herd_log", the log's counts (lines written, and dropped because the
+// disk did not keep up).
+func metricsVars(node *herd.Node, places herd.PlacesClient, log *logging.Log) map[string]expvar.Var {
 	vars := map[string]expvar.Var{
 		"herd": expvar.Func(func() any { return node.Stats() }),
+		"herd_log": expvar.Func(func() any {
+			return map[string]uint64{"Lines": log.Writer().Lines(), "Dropped": log.Dropped()}
+		}),
 	}
 	if f, ok := places.(*herd.Frugal); ok && f != nil {
 		vars["herd_places"] = expvar.Func(func() any { return f.Stats() })

@@ -138,7 +138,9 @@ func TestRunLogsAndReopens(t *testing.T) {
 	defer cancel()
 	hup := make(chan os.Signal) // unbuffered: see below
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-port", "0", "-log-dir", dir, "-log-lines"}, stdout, stderr, noEnv, hup) }()
+	go func() {
+		done <- run(ctx, []string{"-port", "0", "-log-dir", dir, "-log-lines"}, stdout, stderr, noEnv, hup)
+	}()
 	re := regexp.MustCompile(`^Goloman listening on (\S+) `)
 	var addr string
 	for line := range stdout.lines {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"regexp"
 	"strings"
 	"sync"
@@ -96,7 +97,7 @@ func TestHelp(t *testing.T) {
 		if code := run(context.Background(), e, args); code != exitOK {
 			t.Errorf("%q: exit %d", args, code)
 		}
-		for _, want := range []string{"\n  iamat ", "\n  serve ", "\n  whatsat ", "\n  help "} {
+		for _, want := range []string{"\n  iamat ", "\n  serve ", "\n  version ", "\n  whatsat ", "\n  help "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%q: output lacks %q:\n%s", args, want, out)
 			}
@@ -330,3 +331,31 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 func jsonString(s string) string { return fmt.Sprintf("%q", s) }
+
+func TestVersionLine(t *testing.T) {
+	for _, tc := range []struct {
+		info debug.BuildInfo
+		want string
+	}{
+		{debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/proxyherd/herd", Version: "v1.2.0"}, Settings: []debug.BuildSetting{
+			{Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"},
+			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.time", Value: "2026-11-29T15:04:05Z"}, {Key: "vcs.modified", Value: "true"},
+		}}, "herd v1.2.0 (revision 0123456789ab, 2026-11-29T15:04:05Z, modified) go1.26.8 linux/amd64"},
+		{debug.BuildInfo{GoVersion: "go1.25.0", Main: debug.Module{Path: "github.com/proxyherd/herd", Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "false"},
+		}}, "herd (devel) (revision abc) go1.25.0"},
+		{debug.BuildInfo{GoVersion: "go1.25.0"}, "herd (devel) go1.25.0"},
+	} {
+		if got := versionLine(&tc.info); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+	e, out, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"version"}); code != exitOK || !strings.HasPrefix(out.String(), "herd ") {
+		t.Errorf("herd version: exit %d, %q %q", code, out, errOut)
+	}
+	e, _, errOut = testEnv(nil)
+	if code := run(context.Background(), e, []string{"version", "extra"}); code != exitUsage || !strings.Contains(errOut.String(), "unexpected arguments") {
+		t.Errorf("herd version extra: exit %d, %q", code, errOut)
+	}
+}

@@ -4,10 +4,11 @@
 // and that answer "what is near this client?" by asking a Places provider.
 //
 // A Go service builds a [Node] from a [Config] with [New] and runs it with
-// [Node.Start] or [Node.Run]. Clients speak the line protocol of PROTOCOL.md
-// (IAMAT, WHATSAT, AT and the "? " reply); peers speak it too, on the same
-// port, after a handshake that names both sides and, with [Config.Secret],
-// authenticates them with HMAC-SHA256.
+// [Node.Start] or [Node.Run]. Clients speak the line protocol of
+// docs/protocol.md in the repository (IAMAT, WHATSAT, AT and the "? "
+// reply); peers speak it too, on the same port, after a handshake that
+// names both sides and, with [Config.Secret], authenticates them with
+// HMAC-SHA256 (docs/protocol.md section 7).
 //
 // Everything a node touches outside its own memory goes through three small
 // interfaces: [Transport] (listen and dial byte streams), [Clock] (the only
@@ -378,7 +379,7 @@ func (t Topology) Neighbours(server string) []string {
 	return slices.Compact(out)
 }
 
-// Presets are the herds of PROTOCOL.md section 6, keyed by year ("2016",
+// Presets are the herds of docs/protocol.md section 6, keyed by year ("2016",
 // "2017", "2018", "2020" to "2023"). Servers are listed in the order the
 // demo assigns ports. Callers must not modify them.
 var Presets = map[string]Topology{

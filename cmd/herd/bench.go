@@ -1,8 +1,8 @@
 package main
 
 // bench.go: "herd bench", a load generator and measuring kit for any server
-// that speaks the herd protocol (PROTOCOL.md). It talks raw TCP and the wire
-// protocol only, never package herd internals, so it measures other
+// that speaks the herd protocol (docs/protocol.md). It talks raw TCP and the
+// wire protocol only, never package herd internals, so it measures other
 // implementations as well as this one. The modes live in bench_load.go,
 // bench_prop.go, bench_idle.go and bench_echo.go; this file holds the
 // dispatcher and what they share: the latency histogram, percentiles and

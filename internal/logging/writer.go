@@ -13,7 +13,7 @@ import (
 
 // Defaults for [WriterOptions].
 const (
-	DefaultBufferBytes   = 8 << 20
+	DefaultBufferBytes   = 16 << 20
 	DefaultFlushInterval = 100 * time.Millisecond
 )
 

@@ -391,6 +391,28 @@ func (s *session) logLine(dir string, line []byte) {
 	logLineAt(s.n.log.Handler(), s.recv, s.id, dir, line)
 }
 
+// lineLog logs the lines of one batch of a connection's output (a link
+// writer's) with one clock reading, taken when the first is logged.
+type lineLog struct {
+	n   *Node
+	id  string
+	on  bool // lines are logged
+	now time.Time
+}
+
+// lineLog starts a batch of output lines of connection id.
+func (n *Node) lineLog(id string) lineLog {
+	return lineLog{n: n, id: id, on: n.log.Enabled(context.Background(), LevelLines)}
+}
+
+// out logs one line of the batch; the caller has checked on.
+func (b *lineLog) out(line string) {
+	if b.now.IsZero() {
+		b.now = b.n.clock.Now()
+	}
+	logLineAt(b.n.log.Handler(), b.now, b.id, "out", line)
+}
+
 // logLineAt logs one line through h, calling the handler directly: a
 // Logger would look up its caller's position for every line, which no
 // handler here prints.

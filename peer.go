@@ -427,7 +427,7 @@ func (n *Node) linkReader(l *link) string {
 			return "read: " + err.Error()
 		}
 		if s.logLines {
-			logLine(n, s.id, "in", line)
+			s.logLine("in", line)
 		}
 		s.st.active.Store(true)
 		var f fieldList
@@ -490,10 +490,10 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		case <-l.wake:
 		}
 		batch = n.takeQueue(l, batch)
-		logLines := n.log.Enabled(n.ctx, slog.LevelInfo)
+		lines := n.lineLog(l.s.id)
 		for _, line := range batch {
-			if logLines {
-				logLine(n, l.s.id, "out", line)
+			if lines.on {
+				lines.out(line)
 			}
 			buf = append(append(buf, line...), '\n')
 			if len(buf) >= writeBuffer && !write() {

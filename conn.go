@@ -374,57 +374,6 @@ func (s *session) fill() error {
 	return err
 }
 
-// logLine logs one input or output line of connection id, stamped with
-// the node's clock. It is cheap when the logger drops LevelLines.
-func logLine[T ~string | ~[]byte](n *Node, id, dir string, line T) {
-	h := n.log.Handler()
-	if h.Enabled(context.Background(), LevelLines) {
-		logLineAt(h, n.clock.Now(), id, dir, line)
-	}
-}
-
-// logLine logs a line the session read or is about to write, stamped
-// with the time of its last read: a line's receive time, and close enough
-// for the replies made from that read's lines, without a clock reading
-// per line. The caller has checked s.logLines.
-func (s *session) logLine(dir string, line []byte) {
-	logLineAt(s.n.log.Handler(), s.recv, s.id, dir, line)
-}
-
-// lineLog logs the lines of one batch of a connection's output (a link
-// writer's) with one clock reading, taken when the first is logged.
-type lineLog struct {
-	n   *Node
-	id  string
-	on  bool // lines are logged
-	now time.Time
-}
-
-// lineLog starts a batch of output lines of connection id.
-func (n *Node) lineLog(id string) lineLog {
-	return lineLog{n: n, id: id, on: n.log.Enabled(context.Background(), LevelLines)}
-}
-
-// out logs one line of the batch; the caller has checked on.
-func (b *lineLog) out(line string) {
-	if b.now.IsZero() {
-		b.now = b.n.clock.Now()
-	}
-	logLineAt(b.n.log.Handler(), b.now, b.id, "out", line)
-}
-
-// logLineAt logs one line through h, calling the handler directly: a
-// Logger would look up its caller's position for every line, which no
-// handler here prints.
-func logLineAt[T ~string | ~[]byte](h slog.Handler, t time.Time, id, dir string, line T) {
-	for len(line) > 0 && line[len(line)-1] == '\n' {
-		line = line[:len(line)-1] // replies carry their newlines; the log doesn't
-	}
-	r := slog.NewRecord(t, LevelLines, dir, 0)
-	r.AddAttrs(slog.String("conn", id), slog.String("line", string(line)))
-	h.Handle(context.Background(), r)
-}
-
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""

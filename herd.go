@@ -142,12 +142,6 @@ const (
 	DefaultShutdownGrace = 5 * time.Second
 )
 
-// LevelLines is the level of the log record of every line a node reads
-// or writes (message "in" or "out", attributes conn and line: the full
-// I/O log): slog.LevelDebug, so that a Logger at Info gets connection and
-// peer link events without one record per line.
-const LevelLines = slog.LevelDebug
-
 // Config describes one node. The zero value of every optional field means
 // the default documented on it. [New] validates and copies the Config; later
 // changes to the caller's value have no effect.
@@ -183,7 +177,8 @@ type Config struct {
 	// Logger receives a record for every connection and peer link event
 	// (Info; problems at Warn and Error) and, at [LevelLines], for every
 	// input and output line; nil discards them. Lines are handed to the
-	// Logger's handler directly, without the caller's source position.
+	// Logger's handler directly, without the caller's source position,
+	// and through [LineHandler] when the handler implements it.
 	Logger *slog.Logger
 	// Entropy is the source of handshake nonces and redial jitter; nil
 	// means crypto/rand. Simulations pass a seeded stream.

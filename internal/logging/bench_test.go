@@ -8,21 +8,34 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/proxyherd/herd"
 )
 
 // benchLine is a typical line of a loaded herd: a peer's AT record.
 var benchLine = []byte("AT Hands +0.000593594 load-17-123 +34.068930-118.445127 1795305605.299449694")
 
-// logLine is what package herd does for each line (conn.go, logLineAt):
-// a record with the time, the conn and the line, handed to the handler.
+// logLine is what package herd does for each line (loglines.go,
+// logLineAt): a record with the time, the conn and the line, handed to
+// the handler, or the line to HandleLine when the handler has it.
 func logLine(h slog.Handler, line []byte) {
+	if lh, ok := h.(herd.LineHandler); ok {
+		lh.HandleLine(time.Now(), "in", "Hands#1", line)
+		return
+	}
+	logRecord(h, line)
+}
+
+// logRecord is logLine through a slog.Record whatever the handler.
+func logRecord(h slog.Handler, line []byte) {
 	r := slog.NewRecord(time.Now(), slog.LevelDebug, "in", 0)
 	r.AddAttrs(slog.String("conn", "Hands#1"), slog.String("line", string(line)))
 	h.Handle(context.Background(), r)
 }
 
-// BenchmarkHandler measures formatting one line record, written to
-// io.Discard: slog.TextHandler against this package's handler.
+// BenchmarkHandler measures logging one line, written to io.Discard:
+// slog.TextHandler against this package's handler, given the line
+// (HandleLine, as package herd does) or a record (-record).
 func BenchmarkHandler(b *testing.B) {
 	server := []slog.Attr{slog.String("server", "Goloman")}
 	for _, tc := range []struct {
@@ -40,6 +53,14 @@ func BenchmarkHandler(b *testing.B) {
 				logLine(tc.h, benchLine)
 			}
 		})
+		if _, mine := tc.h.(*Handler); mine {
+			b.Run(tc.name+"-record", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					logRecord(tc.h, benchLine)
+				}
+			})
+		}
 	}
 	// What package herd did before: Logger.LogAttrs (which looks up the
 	// caller's position) through slog.TextHandler.

@@ -92,7 +92,7 @@ var byteClass = func() (t [256]uint8) {
 }()
 
 // classOf ORs the classes of s's bytes.
-func classOf(s string) uint8 {
+func classOf[S ~string | ~[]byte](s S) uint8 {
 	var m uint8
 	for i := 0; i < len(s); i++ {
 		m |= byteClass[s[i]]
@@ -156,6 +156,52 @@ func appendMessage(b []byte, s string) []byte {
 		return append(b, s...)
 	}
 	return appendTextString(b, s)
+}
+
+// appendTextBytes is appendTextString for a line's bytes, without
+// converting them to a string unless they need strconv's quoting.
+func appendTextBytes(b, s []byte) []byte {
+	m := classOf(s)
+	if m&(byteComplex|byteNonASCII) != 0 {
+		return appendTextString(b, string(s))
+	}
+	if len(s) > 0 && m&byteQuote == 0 {
+		return append(b, s...)
+	}
+	b = append(b, '"')
+	if m&byteEscape == 0 {
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendJSONBytes is appendJSONString for a line's bytes, without
+// converting printable ASCII to a string.
+func appendJSONBytes(b, s []byte) []byte {
+	if classOf(s)&(byteComplex|byteNonASCII) != 0 {
+		return appendJSONString(b, string(s))
+	}
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // appendTextAttr appends " key=value" for a, with the groups' prefix on

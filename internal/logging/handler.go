@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Format is a log line format.
@@ -140,19 +141,77 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	} else {
 		b = h.appendText(b, &r)
 	}
-	var err error
-	if h.mu != nil {
-		h.mu.Lock()
-		_, err = h.w.Write(b)
-		h.mu.Unlock()
-	} else {
-		_, err = h.w.Write(b)
-	}
+	err := h.write(b)
 	if cap(b) <= 64<<10 { // don't keep a rare huge line's buffer
 		*bp = b
 		bufPool.Put(bp)
 	}
 	return err
+}
+
+// write writes one formatted line.
+func (h *Handler) write(b []byte) error {
+	if h.mu == nil {
+		_, err := h.w.Write(b)
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.w.Write(b)
+	return err
+}
+
+// HandleLine logs a line read or written by a connection of package herd
+// (its herd.LineHandler): the line Handle would write for that record,
+// formatted from the line's bytes without a record or a copy. A handler
+// with groups takes the record's way.
+func (h *Handler) HandleLine(t time.Time, dir, conn string, line []byte) {
+	if h.prefix != "" || len(h.groups) > 0 {
+		r := slog.NewRecord(t, slog.LevelDebug, dir, 0)
+		r.AddAttrs(slog.String("conn", conn), slog.String("line", string(line)))
+		h.Handle(context.Background(), r)
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	if h.format == JSON {
+		b = append(b, '{')
+		if !t.IsZero() {
+			b = append(b, `"time":"`...)
+			b = appendTime(b, t)
+			b = append(b, `",`...)
+		}
+		b = append(b, `"level":"DEBUG","msg":`...)
+		b = appendJSONString(b, dir)
+		b = append(b, h.pre...)
+		b = append(b, `,"conn":`...)
+		b = appendJSONString(b, conn)
+		b = append(b, `,"line":`...)
+		b = appendJSONBytes(b, line)
+		for range h.open {
+			b = append(b, '}')
+		}
+		b = append(b, "}\n"...)
+	} else {
+		if !t.IsZero() {
+			b = appendTime(b, t)
+			b = append(b, ' ')
+		}
+		b = append(b, "DEBUG "...)
+		b = append(b, h.server...)
+		b = appendMessage(b, dir)
+		b = append(b, h.pre...)
+		b = append(b, " conn="...)
+		b = appendTextString(b, conn)
+		b = append(b, " line="...)
+		b = appendTextBytes(b, line)
+		b = append(b, '\n')
+	}
+	h.write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		bufPool.Put(bp)
+	}
 }
 
 // appendText formats r as a text line.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/slogtest"
 	"time"
+
+	"github.com/proxyherd/herd"
 )
 
 // when is the time of the records whose bytes the tests check.
@@ -217,4 +219,45 @@ func splitText(t *testing.T, line string) []string {
 		line = strings.TrimPrefix(line[i:], " ")
 	}
 	return out
+}
+
+// The handler is package herd's fast way for lines.
+var _ herd.LineHandler = (*Handler)(nil)
+
+// TestHandleLineIsHandle checks that HandleLine writes exactly what Handle
+// writes for the record package herd would otherwise build, for every
+// kind of line, in both formats, with and without groups.
+func TestHandleLineIsHandle(t *testing.T) {
+	lines := []string{
+		"IAMAT kiwi +34.068930-118.445127 1520023934.918963997", "HERD-WELCOME", "", `say "hi" \ bye`,
+		"a=b", "tab\there", "Zürich", "\xff\xfe", "line\u2028sep", "AT Goloman +0.1 x\n{\n}",
+	}
+	for _, format := range []Format{Text, JSON} {
+		for _, derive := range []struct {
+			name string
+			f    func(slog.Handler) slog.Handler
+		}{
+			{"plain", func(h slog.Handler) slog.Handler { return h }},
+			{"server", func(h slog.Handler) slog.Handler { return h.WithAttrs([]slog.Attr{slog.String("server", "Goloman")}) }},
+			{"group-attrs", func(h slog.Handler) slog.Handler {
+				return h.WithGroup("g").WithAttrs([]slog.Attr{slog.Int("n", 1)})
+			}},
+			{"pending-group", func(h slog.Handler) slog.Handler { return h.WithGroup("g") }},
+		} {
+			for _, tm := range []time.Time{when, {}} {
+				for _, line := range lines {
+					var viaLine, viaRecord bytes.Buffer
+					hl := derive.f(NewHandler(&viaLine, &HandlerOptions{Format: format, Lines: true})).(*Handler)
+					hr := derive.f(NewHandler(&viaRecord, &HandlerOptions{Format: format, Lines: true}))
+					hl.HandleLine(tm, "in", "c12", []byte(line))
+					r := slog.NewRecord(tm, herd.LevelLines, "in", 0)
+					r.AddAttrs(slog.String("conn", "c12"), slog.String("line", line))
+					hr.Handle(context.Background(), r)
+					if viaLine.String() != viaRecord.String() {
+						t.Errorf("%v %s %q:\nHandleLine %s\nHandle     %s", format, derive.name, line, viaLine.String(), viaRecord.String())
+					}
+				}
+			}
+		}
+	}
 }

@@ -8,8 +8,13 @@ package herd
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
+
+// lineBufs holds the buffers that string lines are copied into for a
+// LineHandler.
+var lineBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // LevelLines is the level of the log record of every line a node reads
 // or writes (message "in" or "out", attributes conn and line: the full
@@ -88,8 +93,17 @@ func logLineAt[T ~string | ~[]byte](h slog.Handler, t time.Time, id, dir string,
 		line = line[:len(line)-1] // replies carry their newlines; the log doesn't
 	}
 	if lh, ok := h.(LineHandler); ok {
-		// A copy only for a string line: the handshake's and a link-up's.
-		lh.HandleLine(t, dir, id, []byte(line))
+		var zero T
+		if _, isString := any(zero).(string); !isString {
+			lh.HandleLine(t, dir, id, []byte(line))
+			return
+		}
+		// A string line (the handshake's, or a link-up's whole table):
+		// HandleLine takes bytes, copied into a pooled buffer.
+		bp := lineBufs.Get().(*[]byte)
+		*bp = append((*bp)[:0], line...)
+		lh.HandleLine(t, dir, id, *bp)
+		lineBufs.Put(bp)
 		return
 	}
 	r := slog.NewRecord(t, LevelLines, dir, 0)

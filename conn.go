@@ -24,6 +24,7 @@ type session struct {
 	// read (a level change applies from the next read) rather than for
 	// every line.
 	logLines bool
+	logIn    [][]byte // lines read and not logged yet (see logLine)
 	// recv is when the last read returned: the receive time of every
 	// line it completed, so one clock reading serves a whole batch.
 	recv time.Time
@@ -132,6 +133,7 @@ func (n *Node) runSession(s *session) {
 
 // endSession logs why a session ended and closes its connection.
 func (n *Node) endSession(s *session, reason string) {
+	s.flushLog()
 	s.publishCounts() // commands whose replies were never written count too
 	s.stopFirstTimer()
 	if s.quiet.Load() {
@@ -368,6 +370,7 @@ func (s *session) whatsat(m *whatsat) bool {
 
 // fill reads more input into the session's line reader.
 func (s *session) fill() error {
+	s.flushLog() // the lines held are slices of the buffer fill reuses
 	err := s.lr.fill()
 	s.recv = s.n.clock.Now()
 	s.logLines = s.n.log.Enabled(context.Background(), LevelLines)

@@ -12,7 +12,7 @@ import (
 
 // loggedLine is one line a node logged.
 type loggedLine struct {
-	via             string // "HandleLine" or "Handle"
+	via             string // "HandleLines" or "Handle"
 	time            time.Time
 	dir, conn, line string
 }
@@ -68,20 +68,22 @@ type lineHandler struct{ *lineRecorder }
 func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h lineHandler) WithGroup(string) slog.Handler      { return h }
 
-func (h lineHandler) HandleLine(t time.Time, dir, conn string, line []byte) {
-	h.add(loggedLine{via: "HandleLine", time: t, dir: dir, conn: conn, line: string(line)})
+func (h lineHandler) HandleLines(t time.Time, dir, conn string, lines [][]byte) {
+	for _, line := range lines {
+		h.add(loggedLine{via: "HandleLines", time: t, dir: dir, conn: conn, line: string(line)})
+	}
 }
 
 // TestLogLines checks the record of each line a client session reads and
 // writes: exact line, no newline, its conn, the receive time of its read,
-// given to HandleLine when the handler has it and as a record otherwise.
+// given to HandleLines when the handler has it and as a record otherwise.
 func TestLogLines(t *testing.T) {
 	for _, asLines := range []bool{false, true} {
 		rec := &lineRecorder{done: make(chan struct{}), want: 4}
 		var h slog.Handler = rec
 		via := "Handle"
 		if asLines {
-			h, via = lineHandler{rec}, "HandleLine"
+			h, via = lineHandler{rec}, "HandleLines"
 		}
 		n := startNode(t, Config{Name: "Goloman", Clock: kiwiClock(), Logger: slog.New(h)})
 		c := dialNode(t, n)
@@ -108,19 +110,25 @@ func TestLogLines(t *testing.T) {
 }
 
 // TestLogLinesOfLinks checks the lines a link writer and a link reader
-// log through a LineHandler: a record flooded from A is "out" on A's link
-// to B and "in" on B's.
+// log through a LineHandler: a record B holds before the link comes up is
+// "out" in B's link-up push and "in" at A; a record flooded from A is
+// "out" on A's link to B and "in" on B's.
 func TestLogLinesOfLinks(t *testing.T) {
 	recA := &lineRecorder{notify: make(chan struct{}, 1)}
 	recB := &lineRecorder{notify: make(chan struct{}, 1)}
-	b := startNode(t, Config{Name: "B", Peers: []Peer{{Name: "A"}}, Logger: slog.New(lineHandler{recB})})
+	b := startNode(t, Config{Name: "B", Peers: []Peer{{Name: "A"}}, Clock: kiwiClock(), Logger: slog.New(lineHandler{recB})})
+	cb := dialNode(t, b)
+	cb.send("IAMAT lemon -33.868800+151.209300 1520023934.5\n")
+	pushed := strings.TrimSuffix(cb.line(), "\n")
 	a := startNode(t, Config{Name: "A", Peers: []Peer{{Name: "B", Addr: b.Addr().String()}}, Clock: kiwiClock(), Logger: slog.New(lineHandler{recA})})
-	waitNode(t, a, "link to B", func(n *Node) bool { return len(n.Links()) == 1 })
+	recB.waitFor(t, loggedLine{via: "HandleLines", dir: "out", conn: "c2", line: pushed})
+	recA.waitFor(t, loggedLine{via: "HandleLines", dir: "in", conn: "B#1", line: pushed})
+
 	c := dialNode(t, a)
 	c.send("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n")
 	at := strings.TrimSuffix(c.line(), "\n")
-	recA.waitFor(t, loggedLine{via: "HandleLine", dir: "out", conn: "B#1", line: at})
-	recB.waitFor(t, loggedLine{via: "HandleLine", dir: "in", conn: "c1", line: at})
+	recA.waitFor(t, loggedLine{via: "HandleLines", dir: "out", conn: "B#1", line: at})
+	recB.waitFor(t, loggedLine{via: "HandleLines", dir: "in", conn: "c2", line: at})
 }
 
 // waitFor waits until want (time aside) has been logged.

@@ -458,10 +458,12 @@ func (n *Node) holds(client, line []byte) bool {
 // queued into one write.
 func (n *Node) linkWriter(l *link, snapshot []Record) {
 	var buf []byte
+	lines := n.lineLog(l.s.id)
 	write := func() bool {
 		if len(buf) == 0 {
 			return true
 		}
+		lines.out(buf)
 		l.s.st.beginWrite(n)
 		_, err := l.s.c.Write(buf)
 		l.s.st.endWrite()
@@ -473,7 +475,6 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		return true
 	}
 	for _, r := range snapshot {
-		logLine(n, l.s.id, "out", r.Line)
 		buf = append(append(buf, r.Line...), '\n')
 		if len(buf) >= writeBuffer && !write() {
 			return
@@ -490,11 +491,7 @@ func (n *Node) linkWriter(l *link, snapshot []Record) {
 		case <-l.wake:
 		}
 		batch = n.takeQueue(l, batch)
-		lines := n.lineLog(l.s.id)
 		for _, line := range batch {
-			if lines.on {
-				lines.out(line)
-			}
 			buf = append(append(buf, line...), '\n')
 			if len(buf) >= writeBuffer && !write() {
 				return

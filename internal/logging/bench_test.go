@@ -15,16 +15,21 @@ import (
 // benchLine is a typical line of a loaded herd: a peer's AT record.
 var benchLine = []byte("AT Hands +0.000593594 load-17-123 +34.068930-118.445127 1795305605.299449694")
 
-// logLine is what package herd does for each line (loglines.go,
+// logLine is what package herd does for a line on its own (loglines.go,
 // logLineAt): a record with the time, the conn and the line, handed to
-// the handler, or the line to HandleLine when the handler has it.
+// the handler, or the line to HandleLines when the handler has it.
 func logLine(h slog.Handler, line []byte) {
 	if lh, ok := h.(herd.LineHandler); ok {
-		lh.HandleLine(time.Now(), "in", "Hands#1", line)
+		one[0] = line
+		lh.HandleLines(time.Now(), "in", "Hands#1", one[:])
 		return
 	}
 	logRecord(h, line)
 }
+
+// one is logLine's batch of one line (logLine is not called
+// concurrently).
+var one [1][]byte
 
 // logRecord is logLine through a slog.Record whatever the handler.
 func logRecord(h slog.Handler, line []byte) {
@@ -35,7 +40,7 @@ func logRecord(h slog.Handler, line []byte) {
 
 // BenchmarkHandler measures logging one line, written to io.Discard:
 // slog.TextHandler against this package's handler, given the line
-// (HandleLine, as package herd does) or a record (-record).
+// (HandleLines, as package herd does) or a record (-record).
 func BenchmarkHandler(b *testing.B) {
 	server := []slog.Attr{slog.String("server", "Goloman")}
 	for _, tc := range []struct {
@@ -62,6 +67,19 @@ func BenchmarkHandler(b *testing.B) {
 			})
 		}
 	}
+	// A link's read or write of ten records, as package herd logs it.
+	b.Run("text-batch10", func(b *testing.B) {
+		h := NewHandler(io.Discard, &HandlerOptions{Level: slog.LevelDebug}).WithAttrs(server).(herd.LineHandler)
+		lines := make([][]byte, 10)
+		for i := range lines {
+			lines[i] = benchLine
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			h.HandleLines(time.Now(), "in", "Hands#1", lines)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)), "ns/line")
+	})
 	// What package herd did before: Logger.LogAttrs (which looks up the
 	// caller's position) through slog.TextHandler.
 	b.Run("slog-text-logger", func(b *testing.B) {
@@ -107,8 +125,9 @@ func BenchmarkFile(b *testing.B) {
 				b.ResetTimer()
 				if parallel {
 					b.RunParallel(func(pb *testing.PB) {
+						lines := [][]byte{benchLine}
 						for pb.Next() {
-							logLine(h, benchLine)
+							h.(herd.LineHandler).HandleLines(time.Now(), "in", "Hands#1", lines)
 						}
 					})
 				} else {

@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -141,7 +142,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	} else {
 		b = h.appendText(b, &r)
 	}
-	err := h.write(b)
+	err := h.write(b, 1)
 	if cap(b) <= 64<<10 { // don't keep a rare huge line's buffer
 		*bp = b
 		bufPool.Put(bp)
@@ -149,11 +150,11 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	return err
 }
 
-// write writes one formatted line.
-func (h *Handler) write(b []byte) error {
-	if h.mu == nil {
-		_, err := h.w.Write(b)
-		return err
+// write writes n formatted lines.
+func (h *Handler) write(b []byte, n int) error {
+	if h.mu == nil { // a *Writer
+		h.w.(*Writer).writeLines(b, n)
+		return nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -161,58 +162,84 @@ func (h *Handler) write(b []byte) error {
 	return err
 }
 
-// HandleLine logs a line read or written by a connection of package herd
-// (its herd.LineHandler): the line Handle would write for that record,
-// formatted from the line's bytes without a record or a copy. A handler
-// with groups takes the record's way.
-func (h *Handler) HandleLine(t time.Time, dir, conn string, line []byte) {
+// HandleLines logs lines read or written by a connection of package herd
+// (it is a herd.LineHandler): for each line, the line Handle would write
+// for that record, formatted from the line's bytes without a record or a
+// copy, the part before the line once for them all. A handler with groups
+// takes the records' way.
+func (h *Handler) HandleLines(t time.Time, dir, conn string, lines [][]byte) {
 	if h.prefix != "" || len(h.groups) > 0 {
-		r := slog.NewRecord(t, slog.LevelDebug, dir, 0)
-		r.AddAttrs(slog.String("conn", conn), slog.String("line", string(line)))
-		h.Handle(context.Background(), r)
+		for _, line := range lines {
+			r := slog.NewRecord(t, slog.LevelDebug, dir, 0)
+			r.AddAttrs(slog.String("conn", conn), slog.String("line", string(line)))
+			h.Handle(context.Background(), r)
+		}
 		return
+	}
+	// What comes before the line, and after it, on each line.
+	var headBuf [256]byte
+	head := headBuf[:0]
+	var tail string
+	if h.format == JSON {
+		head = append(head, '{')
+		if !t.IsZero() {
+			head = append(head, `"time":"`...)
+			head = appendTime(head, t)
+			head = append(head, `",`...)
+		}
+		head = append(head, `"level":"DEBUG","msg":`...)
+		head = appendJSONString(head, dir)
+		head = append(head, h.pre...)
+		head = append(head, `,"conn":`...)
+		head = appendJSONString(head, conn)
+		head = append(head, `,"line":`...)
+		tail = jsonTails[min(h.open, len(jsonTails)-1)]
+	} else {
+		if !t.IsZero() {
+			head = appendTime(head, t)
+			head = append(head, ' ')
+		}
+		head = append(head, "DEBUG "...)
+		head = append(head, h.server...)
+		head = appendMessage(head, dir)
+		head = append(head, h.pre...)
+		head = append(head, " conn="...)
+		head = appendTextString(head, conn)
+		head = append(head, " line="...)
+		tail = "\n"
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
-	if h.format == JSON {
-		b = append(b, '{')
-		if !t.IsZero() {
-			b = append(b, `"time":"`...)
-			b = appendTime(b, t)
-			b = append(b, `",`...)
+	n := 0
+	for _, line := range lines {
+		b = append(b, head...)
+		if h.format == JSON {
+			b = appendJSONBytes(b, line)
+		} else {
+			b = appendTextBytes(b, line)
 		}
-		b = append(b, `"level":"DEBUG","msg":`...)
-		b = appendJSONString(b, dir)
-		b = append(b, h.pre...)
-		b = append(b, `,"conn":`...)
-		b = appendJSONString(b, conn)
-		b = append(b, `,"line":`...)
-		b = appendJSONBytes(b, line)
-		for range h.open {
-			b = append(b, '}')
+		b = append(b, tail...)
+		if n++; len(b) >= 32<<10 {
+			h.write(b, n) // a long batch goes in parts, each dropped or taken whole
+			b, n = b[:0], 0
 		}
-		b = append(b, "}\n"...)
-	} else {
-		if !t.IsZero() {
-			b = appendTime(b, t)
-			b = append(b, ' ')
-		}
-		b = append(b, "DEBUG "...)
-		b = append(b, h.server...)
-		b = appendMessage(b, dir)
-		b = append(b, h.pre...)
-		b = append(b, " conn="...)
-		b = appendTextString(b, conn)
-		b = append(b, " line="...)
-		b = appendTextBytes(b, line)
-		b = append(b, '\n')
 	}
-	h.write(b)
+	if n > 0 {
+		h.write(b, n)
+	}
 	if cap(b) <= 64<<10 {
 		*bp = b
 		bufPool.Put(bp)
 	}
 }
+
+// jsonTails end a JSON line inside i groups opened by WithAttrs.
+var jsonTails = func() (t [8]string) {
+	for i := range t {
+		t[i] = strings.Repeat("}", i+1) + "\n"
+	}
+	return t
+}()
 
 // appendText formats r as a text line.
 func (h *Handler) appendText(b []byte, r *slog.Record) []byte {

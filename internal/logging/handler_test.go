@@ -224,13 +224,13 @@ func splitText(t *testing.T, line string) []string {
 // The handler is package herd's fast way for lines.
 var _ herd.LineHandler = (*Handler)(nil)
 
-// TestHandleLineIsHandle checks that HandleLine writes exactly what Handle
-// writes for the record package herd would otherwise build, for every
-// kind of line, in both formats, with and without groups.
-func TestHandleLineIsHandle(t *testing.T) {
-	lines := []string{
-		"IAMAT kiwi +34.068930-118.445127 1520023934.918963997", "HERD-WELCOME", "", `say "hi" \ bye`,
-		"a=b", "tab\there", "Zürich", "\xff\xfe", "line\u2028sep", "AT Goloman +0.1 x\n{\n}",
+// TestHandleLinesIsHandle checks that HandleLines writes exactly what
+// Handle writes for the records package herd would otherwise build, for
+// every kind of line, in both formats, with and without groups.
+func TestHandleLinesIsHandle(t *testing.T) {
+	lines := [][]byte{
+		[]byte("IAMAT kiwi +34.068930-118.445127 1520023934.918963997"), []byte("HERD-WELCOME"), nil, []byte(`say "hi" \ bye`),
+		[]byte("a=b"), []byte("tab\there"), []byte("Zürich"), []byte("\xff\xfe"), []byte("line\u2028sep"), []byte("AT Goloman +0.1 x\n{\n}"),
 	}
 	for _, format := range []Format{Text, JSON} {
 		for _, derive := range []struct {
@@ -245,19 +245,40 @@ func TestHandleLineIsHandle(t *testing.T) {
 			{"pending-group", func(h slog.Handler) slog.Handler { return h.WithGroup("g") }},
 		} {
 			for _, tm := range []time.Time{when, {}} {
+				var viaLines, viaRecords bytes.Buffer
+				hl := derive.f(NewHandler(&viaLines, &HandlerOptions{Format: format, Lines: true})).(herd.LineHandler)
+				hr := derive.f(NewHandler(&viaRecords, &HandlerOptions{Format: format, Lines: true}))
+				hl.HandleLines(tm, "in", "c12", lines)
 				for _, line := range lines {
-					var viaLine, viaRecord bytes.Buffer
-					hl := derive.f(NewHandler(&viaLine, &HandlerOptions{Format: format, Lines: true})).(*Handler)
-					hr := derive.f(NewHandler(&viaRecord, &HandlerOptions{Format: format, Lines: true}))
-					hl.HandleLine(tm, "in", "c12", []byte(line))
 					r := slog.NewRecord(tm, herd.LevelLines, "in", 0)
-					r.AddAttrs(slog.String("conn", "c12"), slog.String("line", line))
+					r.AddAttrs(slog.String("conn", "c12"), slog.String("line", string(line)))
 					hr.Handle(context.Background(), r)
-					if viaLine.String() != viaRecord.String() {
-						t.Errorf("%v %s %q:\nHandleLine %s\nHandle     %s", format, derive.name, line, viaLine.String(), viaRecord.String())
-					}
+				}
+				if viaLines.String() != viaRecords.String() {
+					t.Errorf("%v %s:\nHandleLines\n%s\nHandle\n%s", format, derive.name, viaLines.String(), viaRecords.String())
 				}
 			}
 		}
+	}
+}
+
+// TestHandleLinesInParts checks that a long batch reaches the writer in
+// parts of whole lines, each counted.
+func TestHandleLinesInParts(t *testing.T) {
+	g := newGate(true)
+	w := NewWriter(g, WriterOptions{FlushInterval: time.Hour})
+	h := NewHandler(w, &HandlerOptions{Lines: true})
+	lines := make([][]byte, 2000) // about 130 KB of log
+	for i := range lines {
+		lines[i] = []byte(fmt.Sprintf("AT Hands +0.000593594 load-%d +34.068930-118.445127 1795305605.299449694", i))
+	}
+	h.HandleLines(when, "out", "Hands#1", lines)
+	if w.Lines() != 2000 {
+		t.Errorf("%d lines taken, want 2000", w.Lines())
+	}
+	w.Close()
+	got := strings.Split(strings.TrimSuffix(g.String(), "\n"), "\n")
+	if len(got) != 2000 || !strings.HasSuffix(got[1999], `line="AT Hands +0.000593594 load-1999 +34.068930-118.445127 1795305605.299449694"`) {
+		t.Errorf("%d lines, last %q", len(got), got[len(got)-1])
 	}
 }

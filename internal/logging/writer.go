@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +14,7 @@ import (
 
 // Defaults for [WriterOptions].
 const (
-	DefaultBufferBytes   = 16 << 20
+	DefaultBufferBytes   = 32 << 20
 	DefaultFlushInterval = 100 * time.Millisecond
 )
 
@@ -93,33 +94,44 @@ func NewWriter(dst io.Writer, opts WriterOptions) *Writer {
 
 // Write queues p, which should be one or more whole lines, and returns
 // len(p) and nil, without waiting for the destination. If p does not fit
-// in the buffer, or the Writer is closed, it is dropped and counted.
+// in the buffer, or the Writer is closed, its lines are dropped and
+// counted.
 func (w *Writer) Write(p []byte) (int, error) {
+	w.writeLines(p, max(bytes.Count(p, []byte{'\n'}), 1))
+	return len(p), nil
+}
+
+// writeLines is Write for p holding n lines.
+func (w *Writer) writeLines(p []byte, n int) {
 	w.mu.Lock()
 	if w.closed || len(w.buf)+len(p) > w.limit {
 		w.mu.Unlock()
-		w.dropped.Add(1)
-		return len(p), nil
+		w.dropped.Add(uint64(n))
+		return
 	}
 	before := len(w.buf)
 	w.buf = append(w.buf, p...)
-	w.lines++
+	w.lines += uint64(n)
 	w.mu.Unlock()
 	if t := w.limit / 8; before < t && before+len(p) >= t {
 		select {
 		case w.kick <- struct{}{}:
+			// The writer's goroutine is next to run on this processor:
+			// let it, so that it keeps up with a burst (a link-up's
+			// whole table) even when every processor is busy. This
+			// waits for a scheduling round, never for the disk.
+			runtime.Gosched()
 		default:
 		}
 	}
-	return len(p), nil
 }
 
-// Dropped returns how many Writes were dropped since the start because
+// Dropped returns how many lines were dropped since the start because
 // the buffer was full (the destination could not keep up) or the Writer
 // was closed.
 func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
 
-// Lines returns how many Writes were taken (not dropped) since the start.
+// Lines returns how many lines were taken (not dropped) since the start.
 func (w *Writer) Lines() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()

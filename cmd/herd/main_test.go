@@ -21,7 +21,7 @@ import (
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)")
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "logging.(*Writer)")
 }
 
 // lineWriter is a concurrency-safe output that also hands out complete

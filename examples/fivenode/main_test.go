@@ -19,7 +19,7 @@ import (
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)")
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)", "logging.(*Writer)")
 }
 
 // output is a concurrency-safe buffer that hands out complete lines.

@@ -345,11 +345,16 @@ func TestDurableRestart(t *testing.T) {
 	// Restarted, Holiday loads them all, then catches up from its
 	// neighbours; so does Welsh, cut off while Holiday was down.
 	serve(victim)
-	logData, err := os.ReadFile(filepath.Join(dir, "logs", victim+".log"))
+	// The log is written within 100 ms; what the killed process had not
+	// written yet is lost with it.
+	loadedRE := regexp.MustCompile(` INFO ` + victim + ` state loaded file=\S+ records=(\d+)`)
+	logPath := filepath.Join(dir, "logs", victim+".log")
+	waitLog(t, logPath, loadedRE)
+	logData, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded := regexp.MustCompile(` INFO `+victim+` state loaded file=\S+ records=(\d+)`).FindAllStringSubmatch(string(logData), -1)
+	loaded := loadedRE.FindAllStringSubmatch(string(logData), -1)
 	if len(loaded) != 1 || loaded[0][1] != strconv.Itoa(len(saved)) {
 		t.Fatalf("%s's log says %q about loading state, want one line with records=%d", victim, loaded, len(saved))
 	}

@@ -26,6 +26,7 @@ type session struct {
 	// read (a level change applies from the next read) rather than for
 	// every line.
 	logLines bool
+	logIn    [][]byte // lines read and not logged yet (see logLine)
 	// recv is when the last read returned: the receive time of every
 	// line it completed, so one clock reading serves a whole batch.
 	recv time.Time
@@ -144,6 +145,7 @@ func (n *Node) runSession(s *session) {
 
 // endSession logs why a session ended and closes its connection.
 func (n *Node) endSession(s *session, reason string) {
+	s.flushLog()
 	n.flushWakes()
 	s.publishCounts() // commands whose replies were never written count too
 	s.stopFirstTimer()
@@ -210,7 +212,7 @@ func (s *session) serve() string {
 			}
 		}
 		if s.logLines {
-			logLine(n, s.id, "in", line)
+			s.logLine("in", line)
 		}
 		s.handle(line)
 		if len(s.out) >= n.cfg.ReplyBuffer {
@@ -231,7 +233,7 @@ func (s *session) serve() string {
 // and logs the new reply.
 func (s *session) reply(out []byte) {
 	if s.logLines {
-		logLine(s.n, s.id, "out", out[len(s.out):])
+		s.logLine("out", out[len(s.out):])
 	}
 	s.out = out
 }
@@ -398,23 +400,12 @@ func (s *session) whatsat(m *whatsat) bool {
 
 // fill reads more input into the session's line reader.
 func (s *session) fill() error {
+	s.flushLog()     // the lines held are slices of the buffer fill reuses
 	s.n.flushWakes() // before waiting: writers take what this batch queued
 	err := s.lr.fill()
 	s.recv = s.n.clock.Now()
-	s.logLines = s.n.log.Enabled(context.Background(), slog.LevelInfo)
+	s.logLines = s.n.log.Enabled(context.Background(), LevelLines)
 	return err
-}
-
-// logLine logs one input or output line of connection id. It is cheap
-// when the logger drops Info records.
-func logLine[T ~string | ~[]byte](n *Node, id, dir string, line T) {
-	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
-	}
-	for len(line) > 0 && line[len(line)-1] == '\n' {
-		line = line[:len(line)-1] // replies carry their newlines; the log doesn't
-	}
-	n.log.LogAttrs(context.Background(), slog.LevelInfo, dir, slog.String("conn", id), slog.String("line", string(line)))
 }
 
 func addrString(a net.Addr) string {

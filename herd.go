@@ -4,11 +4,12 @@
 // and that answer "what is near this client?" by asking a Places provider.
 //
 // A Go service builds a [Node] from a [Config] with [New] and runs it with
-// [Node.Start] or [Node.Run]. Clients speak the line protocol of PROTOCOL.md
-// (IAMAT, WHATSAT, AT and the "? " reply); peers speak it too, on the same
-// port, after a handshake that names both sides and, with [Config.Secret],
-// authenticates them with HMAC-SHA256; without a secret a node links over
-// loopback only (protected mode, see [Config.InsecurePeers]).
+// [Node.Start] or [Node.Run]. Clients speak the line protocol of
+// docs/protocol.md in the repository (IAMAT, WHATSAT, AT and the "? "
+// reply); peers speak it too, on the same port, after a handshake that
+// names both sides and, with [Config.Secret], authenticates them with
+// HMAC-SHA256 (docs/protocol.md section 7); without a secret a node links
+// over loopback only (protected mode, see [Config.InsecurePeers]).
 //
 // Everything a node touches outside its own memory goes through three small
 // interfaces: [Transport] (listen and dial byte streams), [Clock] (the only
@@ -191,8 +192,11 @@ type Config struct {
 	// bound gets the UNKNOWN_ERROR document ("no Places provider
 	// configured").
 	Places PlacesClient
-	// Logger receives a record for every input and output line and every
-	// peer link event; nil discards them.
+	// Logger receives a record for every connection and peer link event
+	// (Info; problems at Warn and Error) and, at [LevelLines], for every
+	// input and output line; nil discards them. Lines are handed to the
+	// Logger's handler directly, without the caller's source position,
+	// and through [LineHandler] when the handler implements it.
 	Logger *slog.Logger
 	// Entropy is the source of handshake nonces and redial jitter; nil
 	// means crypto/rand. Simulations pass a seeded stream.
@@ -455,7 +459,7 @@ func (t Topology) Neighbours(server string) []string {
 	return slices.Compact(out)
 }
 
-// Presets are the herds of PROTOCOL.md section 6, keyed by year ("2016",
+// Presets are the herds of docs/protocol.md section 6, keyed by year ("2016",
 // "2017", "2018", "2020" to "2023"). Servers are listed in the order the
 // demo assigns ports. Callers must not modify them.
 var Presets = map[string]Topology{

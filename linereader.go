@@ -27,7 +27,7 @@ type lineReader struct {
 	eof        bool
 	// dropPartial makes an unterminated last line at EOF disappear
 	// instead of counting as a line. Clients' last lines count
-	// (PROTOCOL.md section 1); a peer's torn line is a record no server
+	// (docs/protocol.md section 1); a peer's torn line is a record no server
 	// wrote and must never be taken for one.
 	dropPartial bool
 	filled      bool // the last read filled the buffer

@@ -20,7 +20,7 @@ const maxFields = 7
 type fieldList [maxFields][]byte
 
 // spaceTable marks the bytes that separate fields: space, tab, CR, LF,
-// form feed and vertical tab (PROTOCOL.md section 1). A table lookup is
+// form feed and vertical tab (docs/protocol.md section 1). A table lookup is
 // one load per byte on the per-line hot path.
 var spaceTable = [256]bool{' ': true, '\t': true, '\r': true, '\n': true, '\f': true, '\v': true}
 

@@ -11,7 +11,7 @@ import (
 )
 
 // Reference implementations for the fuzz targets: regular expressions for
-// the forms of PROTOCOL.md and math/big for the numbers, written without
+// the forms of docs/protocol.md and math/big for the numbers, written without
 // any of message.go's helpers.
 var (
 	msgRefDecimal  = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
@@ -96,7 +96,7 @@ func msgRefBound(b []byte) (int, bool) {
 }
 
 // msgRefSkew is recv minus the client time in exact integer arithmetic,
-// formatted as PROTOCOL.md section 2 says.
+// formatted as docs/protocol.md section 2 says.
 func msgRefSkew(recvSec int64, recvNsec int64, sec int64, nsec int64) string {
 	total := func(s, n int64) *big.Int {
 		t := new(big.Int).Mul(big.NewInt(s), msgRefBillion)

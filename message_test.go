@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// The example of PROTOCOL.md section 2.
+// The example of docs/protocol.md section 2.
 const (
 	msgExampleIAMAT = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997"
 	msgExampleAT    = "AT Goloman +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997"
@@ -225,7 +225,7 @@ func TestParseIAMATLocation(t *testing.T) {
 		ok       bool
 		lat, lon float64
 	}{
-		// PROTOCOL.md section 2.
+		// docs/protocol.md section 2.
 		{"+34.068930-118.445127", true, 34.06893, -118.445127},
 		{"+34-118", false, 0, 0},
 		{"34.06-118.44", false, 0, 0},

@@ -630,7 +630,7 @@ func (n *Node) linkReader(l *link) string {
 			return "read: " + err.Error()
 		}
 		if s.logLines {
-			logLine(n, s.id, "in", line)
+			s.logLine("in", line)
 		}
 		s.st.active.Store(true)
 		var f fieldList
@@ -675,6 +675,7 @@ func (n *Node) holds(client, line []byte) bool {
 // bytes, each taken under n.mu and written without it.
 func (n *Node) linkWriter(l *link) {
 	var buf []byte
+	lines := n.lineLog(l.s.id)
 	for {
 		select {
 		case <-l.done:
@@ -695,11 +696,7 @@ func (n *Node) linkWriter(l *link) {
 			if len(buf) == 0 {
 				continue // a chunk of a push with no client in it
 			}
-			if n.log.Enabled(n.ctx, slog.LevelInfo) {
-				for line := range bytes.Lines(buf) {
-					logLine(n, l.s.id, "out", line)
-				}
-			}
+			lines.out(buf)
 			l.s.st.beginWrite(n)
 			_, err := l.s.c.Write(buf)
 			l.s.st.endWrite()

@@ -1,7 +1,7 @@
 // Package client is a Go client for herd servers. It speaks the client half
-// of the herd protocol (PROTOCOL.md sections 1 to 4): IAMAT reports where a
-// client is, WHATSAT asks what is near a client, and each answer comes back
-// typed, with the exact bytes the server sent kept alongside.
+// of the herd protocol (docs/protocol.md sections 1 to 4): IAMAT reports
+// where a client is, WHATSAT asks what is near a client, and each answer
+// comes back typed, with the exact bytes the server sent kept alongside.
 //
 // A [Conn] is one TCP connection to one server. It is safe for concurrent
 // use and pipelined: many goroutines may call [Conn.IAMAT] and

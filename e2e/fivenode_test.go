@@ -62,7 +62,7 @@ func TestFiveNodeWithFakePlaces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(log), "msg=listening server="+name) || !strings.Contains(string(log), `msg="peer link up"`) {
+		if !strings.Contains(string(log), " INFO "+name+" listening addr=") || !strings.Contains(string(log), " INFO "+name+" peer link up ") {
 			t.Errorf("%s.log:\n%s", name, log)
 		}
 	}
@@ -86,7 +86,7 @@ func TestFiveNodeWithoutKey(t *testing.T) {
 	p.stop(t, syscall.SIGINT)
 	// Without -log-dir, warnings go to stderr (a link still coming up at
 	// shutdown may log one); nothing worse.
-	if got := p.stderr.String(); strings.Contains(got, "level=ERROR") {
+	if got := p.stderr.String(); strings.Contains(got, " ERROR ") {
 		t.Errorf("stderr: %q", got)
 	}
 }

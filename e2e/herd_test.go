@@ -51,7 +51,8 @@ func TestHerdProcesses(t *testing.T) {
   "redial_min": "10ms",
   "redial_max": "100ms",
   "places_timeout": "5s",
-  "log": %q
+  "log": %q,
+  "log_lines": true
 }`, strings.Join(servers, ",\n    "), strings.Join(links, ", "), places.URL, filepath.Join(dir, "logs", "{name}.log"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -128,7 +129,7 @@ func TestHerdProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`msg="peer link up"`, "peer=Holiday", `line="WHATSAT kiwi.cs.ucla.edu 10 2"`} {
+	for _, want := range []string{" INFO Welsh peer link up conn=", "peer=Holiday", ` DEBUG Welsh in conn=c`, `line="WHATSAT kiwi.cs.ucla.edu 10 2"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("Welsh's log lacks %q", want)
 		}

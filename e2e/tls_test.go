@@ -103,7 +103,7 @@ func TestTLSHerdProcesses(t *testing.T) {
 		time.Sleep(pollPause)
 	}
 	for _, name := range []string{"Goloman", "Hands"} {
-		waitLog(t, filepath.Join(dir, "logs", name+".log"), regexp.MustCompile(`msg="peer link up" server=`+name))
+		waitLog(t, filepath.Join(dir, "logs", name+".log"), regexp.MustCompile(` INFO `+name+` peer link up `))
 	}
 
 	// Hands comes back with a certificate from another CA: no link, and
@@ -111,7 +111,7 @@ func TestTLSHerdProcesses(t *testing.T) {
 	hands.stop(t, syscall.SIGTERM)
 	hands = serve(rogue, "Hands")
 	waitLog(t, filepath.Join(dir, "logs", "Goloman.log"),
-		regexp.MustCompile(`msg="peer dial failed" server=Goloman peer=Hands .*certificate signed by unknown authority`))
+		regexp.MustCompile(` INFO Goloman peer dial failed peer=Hands .*certificate signed by unknown authority`))
 	hands.stop(t, syscall.SIGTERM)
 	goloman.stop(t, syscall.SIGTERM)
 }

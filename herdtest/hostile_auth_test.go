@@ -18,9 +18,10 @@ import (
 	"github.com/proxyherd/herd"
 )
 
-// handshakeMAC computes a handshake MAC as PROTOCOL.md section 5 and
-// herd's peer.go describe it, independently of herd: hex HMAC-SHA256
-// under secret of "herd/2 <role>\n<dialer>\n<acceptor>\n<nonceD>\n<nonceA>".
+// handshakeMAC computes a handshake MAC as docs/protocol.md section 7
+// (Handshake) and herd's peer.go describe it, independently of herd: hex
+// HMAC-SHA256 under secret of
+// "herd/2 <role>\n<dialer>\n<acceptor>\n<nonceD>\n<nonceA>".
 func handshakeMAC(secret []byte, role, dialer, acceptor, nonceD, nonceA string) string {
 	h := hmac.New(sha256.New, secret)
 	fmt.Fprintf(h, "herd/2 %s\n%s\n%s\n%s\n%s", role, dialer, acceptor, nonceD, nonceA)

@@ -90,7 +90,7 @@ func TestHostileTornLinesFIN(t *testing.T) {
 // first bytes of a second, and its stream ends (FIN): the way a peer's
 // stream ends when its process dies, or when its node cuts a slow link,
 // in the middle of a write. herd's line reader hands over an unterminated
-// last line at EOF (right for clients, PROTOCOL.md section 1); the peer
+// last line at EOF (right for clients, docs/protocol.md section 1); the peer
 // link must not offer it as a record, even when it still parses (a record
 // cut inside its time field does, with an older time): no server wrote
 // that line.

@@ -2,7 +2,7 @@ package main
 
 // bench.go: "herd bench", a load generator and measuring kit. load, prop,
 // idle and echo measure any server that speaks the herd protocol
-// (PROTOCOL.md): they talk raw TCP and the wire protocol only, never
+// (docs/protocol.md): they talk raw TCP and the wire protocol only, never
 // package herd's internals, so they measure other implementations as well
 // as this one. table and resync run nodes in this process, through
 // package herd's public API only. The modes live in bench_load.go,

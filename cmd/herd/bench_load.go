@@ -171,7 +171,8 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `window`")
 	loadFlagSet(fs, &o, "")
 	echoAddr := fs.String("echo", "", "also run the same load against the line-echo server at `ADDR` (\"inproc\": one in this process) and report the ratio")
-	rounds := fs.Int("rounds", 1, "with -echo: alternate server and echo this many times and report medians")
+	vsAddr := fs.String("vs", "", "instead of -echo: also run the same load against the server at `ADDR` (another herd, e.g. the same one with full logging), expecting the same replies, and report the ratio of the first to it")
+	rounds := fs.Int("rounds", 1, "with -echo or -vs: alternate the two servers this many times and report medians")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	return func(ctx context.Context, e *env, _ []string) int {
 		if msg := o.check(""); msg != "" {
@@ -180,8 +181,15 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		if *rounds < 1 || *rounds > 1000 {
 			return benchUsage(e, "load", "-rounds %d: want 1 to 1000", *rounds)
 		}
+		if *vsAddr != "" && *echoAddr != "" {
+			return benchUsage(e, "load", "-vs and -echo: want one of them")
+		}
 		eo := o
-		if *echoAddr == "inproc" {
+		label := "echo"
+		if *vsAddr != "" {
+			*echoAddr, label = *vsAddr, "vs"
+		}
+		if *echoAddr == "inproc" && label == "echo" {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				fmt.Fprintf(e.stderr, "herd bench load: %v\n", err)
@@ -193,7 +201,9 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		} else {
 			eo.addr = *echoAddr
 		}
-		eo.expect = "echo"
+		if label == "echo" {
+			eo.expect = "echo"
+		}
 
 		var report loadReport
 		for r := 0; r < *rounds; r++ {
@@ -213,7 +223,7 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				}
 			}
 			if !*asJSON {
-				printLoadRound(e.stdout, r, *rounds, &round)
+				printLoadRound(e.stdout, r, *rounds, &round, label)
 			}
 			report.Rounds = append(report.Rounds, round)
 			if ctx.Err() != nil {
@@ -226,7 +236,7 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		} else if len(report.Rounds) > 1 {
 			fmt.Fprintf(e.stdout, "median of %d rounds: %.0f replies/s", len(report.Rounds), report.MedianRate)
 			if *echoAddr != "" {
-				fmt.Fprintf(e.stdout, ", echo %.0f replies/s, ratio %.3f", report.MedianEchoRate, report.MedianRatio)
+				fmt.Fprintf(e.stdout, ", %s %.0f replies/s, ratio %.3f", label, report.MedianEchoRate, report.MedianRatio)
 			}
 			fmt.Fprintf(e.stdout, "; p50 %s, p99 %s\n", fmtDur(report.MedianP50), fmtDur(report.MedianP99))
 		}
@@ -239,11 +249,11 @@ func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	}
 }
 
-// loadRound is one run against the server and, with -echo, one against
-// the echo server.
+// loadRound is one run against the server and, with -echo or -vs, one
+// against the echo server or the other server.
 type loadRound struct {
 	Server *loadResult `json:"server"`
-	Echo   *loadResult `json:"echo,omitempty"`
+	Echo   *loadResult `json:"echo,omitempty"`  // the echo server's, or -vs's
 	Ratio  float64     `json:"ratio,omitempty"` // server rate / echo rate
 }
 
@@ -271,14 +281,14 @@ func (r *loadReport) summarise() {
 	r.MedianP50, r.MedianP99 = time.Duration(median(p50s)), time.Duration(median(p99s))
 }
 
-func printLoadRound(w io.Writer, i, n int, r *loadRound) {
+func printLoadRound(w io.Writer, i, n int, r *loadRound, label string) {
 	if n > 1 {
 		fmt.Fprintf(w, "round %d of %d\n", i+1, n)
 	}
 	printLoad(w, "server", r.Server)
 	if r.Echo != nil {
-		printLoad(w, "echo  ", r.Echo)
-		fmt.Fprintf(w, "server/echo %.3f\n", r.Ratio)
+		printLoad(w, fmt.Sprintf("%-6s", label), r.Echo)
+		fmt.Fprintf(w, "server/%s %.3f\n", label, r.Ratio)
 	}
 }
 

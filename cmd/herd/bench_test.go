@@ -314,6 +314,27 @@ func TestBenchLoadCommand(t *testing.T) {
 	}
 }
 
+// TestBenchLoadVs compares two herd servers, as the logging figures do:
+// both answer AT lines.
+func TestBenchLoadVs(t *testing.T) {
+	a, b := benchNode(t, "Goloman"), benchNode(t, "Hands")
+	e, out, errOut := testEnv(nil)
+	args := []string{"bench", "load", "-addr", a.Addr().String(), "-vs", b.Addr().String(), "-conns", "2", "-inflight", "4",
+		"-duration", "100ms", "-warmup", "0", "-rounds", "2"}
+	if code := run(context.Background(), e, args); code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"\nvs     " + b.Addr().String() + ": ", "\nserver/vs ", "\nmedian of 2 rounds: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	e, _, errOut = testEnv(nil)
+	if code := run(context.Background(), e, []string{"bench", "load", "-vs", "x", "-echo", "inproc"}); code != exitUsage || !strings.Contains(errOut.String(), "-vs and -echo: want one of them") {
+		t.Errorf("-vs with -echo: exit %d: %s", code, errOut)
+	}
+}
+
 func TestBenchProp(t *testing.T) {
 	// Of two neighbours the one whose name sorts first dials: Alford
 	// dials Ball. Zed is linked to no one.

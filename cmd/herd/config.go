@@ -71,8 +71,12 @@ type fileConfig struct {
 	// "durable" (after the state log's fsync; needs state_file).
 	Ack string `json:"ack,omitempty"`
 
-	Log      string `json:"log,omitempty"`
-	LogLevel string `json:"log_level,omitempty"`
+	Log       string `json:"log,omitempty"`
+	LogLevel  string `json:"log_level,omitempty"`
+	LogLines  bool   `json:"log_lines,omitempty"`
+	LogFormat string `json:"log_format,omitempty"`
+	LogMaxMB  int    `json:"log_max_mb,omitempty"`
+	LogKeep   int    `json:"log_keep,omitempty"`
 
 	// HTTP is where to serve the node's HTTP endpoints (metrics, health
 	// checks, status page; see package herdhttp); servers[i].http
@@ -377,9 +381,12 @@ func (fc *fileConfig) validate() error {
 	if fc.ack == herd.AckDurable && fc.StateFile == "" {
 		bad("ack", "%q needs state_file (or -state-file): the log it waits for", fc.Ack)
 	}
-	if fc.LogLevel != "" {
-		if _, err := cli.ParseLevel(fc.LogLevel); err != nil {
-			bad("log_level", "%v", err)
+	logKeys := map[string]string{"Level": "log_level", "Format": "log_format", "MaxMB": "log_max_mb", "Keep": "log_keep"}
+	for _, c := range []cli.LogConfig{{Level: fc.LogLevel}, {Format: fc.LogFormat}, {MaxMB: fc.LogMaxMB}, {Keep: fc.LogKeep}} {
+		// One field at a time, so that every problem is reported.
+		if err := c.Check(func(field string) string { return logKeys[field] }); err != nil {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			bad(key, "%s", msg)
 		}
 	}
 	checkHTTP(bad, "", fc.HTTP, fc.Metrics)
@@ -594,10 +601,14 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 	return cfg, places, nil
 }
 
-// logPath returns where server name logs: the log field with {name}
-// replaced, or "" for stderr.
-func (fc *fileConfig) logPath(name string) string {
-	return strings.ReplaceAll(fc.Log, namePlaceholder, name)
+// logConfig returns how server name logs: the log field with {name}
+// replaced ("" for stderr), and the other log_ fields.
+func (fc *fileConfig) logConfig(name string) cli.LogConfig {
+	return cli.LogConfig{
+		Path:  strings.ReplaceAll(fc.Log, namePlaceholder, name),
+		Level: fc.LogLevel, Lines: fc.LogLines, Format: fc.LogFormat,
+		MaxMB: fc.LogMaxMB, Keep: fc.LogKeep,
+	}
 }
 
 // presetConfig builds the config of a preset herd with ports assigned in

@@ -37,7 +37,7 @@ func TestParseConfigErrors(t *testing.T) {
   "secret": "a", "secret_env": "B",
   "max_line_bytes": 10, "peer_queue": -1,
   "redial_min": "1s", "redial_max": "10ms", "idle_timeout": "5 minutes", "write_timeout": "-1s",
-  "log_level": "loud"
+  "log_level": "loud", "log_format": "xml", "log_max_mb": -1, "log_keep": -2
 }`, []string{
 			`servers[1].addr: "127.0.0.1": missing port in address`,
 			`servers[2].name: "Goloman" is already servers[0]`,
@@ -59,6 +59,9 @@ func TestParseConfigErrors(t *testing.T) {
 			`write_timeout: must not be negative, got "-1s"`,
 			`redial_max: 10ms is below redial_min 1s`,
 			`log_level: "loud" is not a log level (want debug, info, warn or error)`,
+			`log_format: "xml" is not a log format (want text or json)`,
+			`log_max_mb: -1: want 0 (the default, 100) or more`,
+			`log_keep: -2: want 0 (the default, 10) or more`,
 		}},
 		{"security and limits", `{
   "servers": [{"name": "A", "addr": "h:1"}],
@@ -121,7 +124,8 @@ func TestNodeConfig(t *testing.T) {
   "insecure_peers": true, "max_client_ahead": "-1s", "peer_clock_allowance": "2m",
   "places_conn_rate": 2.5, "places_conn_burst": 5, "places_addr_rate": -1, "places_server_burst": 7, "places_daily_budget": 100,
   "state_file": "/var/lib/herd/{name}.state", "ack": "durable",
-  "log": "/var/log/herd/{name}.log", "log_level": "warn"
+  "log": "/var/log/herd/{name}.log", "log_level": "warn", "log_lines": true, "log_format": "json",
+  "log_max_mb": 50, "log_keep": 3
 }`))
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +167,9 @@ func TestNodeConfig(t *testing.T) {
 	if diff := cmp.Diff(want, cfg, cmpopts.IgnoreFields(herd.Config{}, "Places")); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
-	if got := fc.logPath("Hands"); got != "/var/log/herd/Hands.log" {
-		t.Errorf("logPath = %q", got)
+	wantLog := cli.LogConfig{Path: "/var/log/herd/Hands.log", Level: "warn", Lines: true, Format: "json", MaxMB: 50, Keep: 3}
+	if got := fc.logConfig("Hands"); got != wantLog {
+		t.Errorf("logConfig = %+v, want %+v", got, wantLog)
 	}
 	if _, err := herd.New(cfg); err != nil {
 		t.Errorf("herd.New: %v", err)

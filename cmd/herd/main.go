@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/proxyherd/herd/internal/cli"
 )
 
 // Exit statuses.
@@ -41,6 +43,10 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
+	// hangup, if set, starts delivering SIGHUP (which then no longer
+	// ends the process) and returns the channel and a function that
+	// stops it; servers reopen their logs on it.
+	hangup func() (<-chan os.Signal, func())
 }
 
 // command is one subcommand. Each lives in its own file and registers
@@ -77,7 +83,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal, a second one kills the process as usual.
 	context.AfterFunc(ctx, stop)
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now, hangup: cli.NotifyHangup}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +21,7 @@ import (
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)")
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "logging.(*Writer)")
 }
 
 // lineWriter is a concurrency-safe output that also hands out complete
@@ -96,7 +97,7 @@ func TestHelp(t *testing.T) {
 		if code := run(context.Background(), e, args); code != exitOK {
 			t.Errorf("%q: exit %d", args, code)
 		}
-		for _, want := range []string{"\n  iamat ", "\n  serve ", "\n  whatsat ", "\n  help "} {
+		for _, want := range []string{"\n  iamat ", "\n  serve ", "\n  version ", "\n  whatsat ", "\n  help "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%q: output lacks %q:\n%s", args, want, out)
 			}
@@ -195,7 +196,8 @@ func TestServeConfigFile(t *testing.T) {
   "secret_env": "HERD_SECRET",
   "redial_min": "10ms",
   "redial_max": "20ms",
-  "log": `+jsonString(logTmpl)+`
+  "log": `+jsonString(logTmpl)+`,
+  "log_lines": true
 }`)
 	e, out, errOut := testEnv(map[string]string{"HERD_SECRET": "s3cret"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -233,7 +235,7 @@ func TestServeConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"msg=listening", `line="IAMAT kiwi +1.0+1.0 1520023934.5"`, "closed after reply"} {
+	for _, want := range []string{" INFO Goloman listening addr=", ` DEBUG Goloman in conn=c1 line="IAMAT kiwi +1.0+1.0 1520023934.5"`, `why="closed after reply"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
@@ -338,3 +340,31 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 func jsonString(s string) string { return fmt.Sprintf("%q", s) }
+
+func TestVersionLine(t *testing.T) {
+	for _, tc := range []struct {
+		info debug.BuildInfo
+		want string
+	}{
+		{debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/proxyherd/herd", Version: "v1.2.0"}, Settings: []debug.BuildSetting{
+			{Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"},
+			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.time", Value: "2026-11-29T15:04:05Z"}, {Key: "vcs.modified", Value: "true"},
+		}}, "herd v1.2.0 (revision 0123456789ab, 2026-11-29T15:04:05Z, modified) go1.26.8 linux/amd64"},
+		{debug.BuildInfo{GoVersion: "go1.25.0", Main: debug.Module{Path: "github.com/proxyherd/herd", Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "false"},
+		}}, "herd (devel) (revision abc) go1.25.0"},
+		{debug.BuildInfo{GoVersion: "go1.25.0"}, "herd (devel) go1.25.0"},
+	} {
+		if got := versionLine(&tc.info); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+	e, out, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"version"}); code != exitOK || !strings.HasPrefix(out.String(), "herd ") {
+		t.Errorf("herd version: exit %d, %q %q", code, out, errOut)
+	}
+	e, _, errOut = testEnv(nil)
+	if code := run(context.Background(), e, []string{"version", "extra"}); code != exitUsage || !strings.Contains(errOut.String(), "unexpected arguments") {
+		t.Errorf("herd version extra: exit %d, %q", code, errOut)
+	}
+}

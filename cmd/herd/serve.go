@@ -18,6 +18,7 @@ import (
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/herdhttp"
 	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/internal/logging"
 )
 
 // DefaultPort is the first port of a preset herd: the demo's Goloman.
@@ -52,7 +53,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	limits := placesLimitFlags(fs)
 	closeAfterReply := fs.Bool("close-after-reply", false, "close each client connection after its first reply")
 	logPath := fs.String("log", "", "log `file` (default: the config's log, else stderr; - for stderr)")
-	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default: the config's, else info)")
+	logFlags := cli.AddLogFlags(fs)
 	printConfig := fs.Bool("print-config", false, "print the config as a JSON config file and exit")
 	httpAddr := fs.String("http", "", "serve metrics (/metrics), health checks (/healthz, /readyz) and the status page (/) at `ADDR` (default: the config's http; warns unless loopback)")
 	metrics := fs.String("metrics", "", "another name for -http `ADDR`")
@@ -141,17 +142,13 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		}
 		cfg.CloseAfterReply = cfg.CloseAfterReply || *closeAfterReply
 
-		levelText := fc.LogLevel
-		if *logLevel != "" {
-			levelText = *logLevel
-		}
-		level, err := cli.ParseLevel(levelText)
-		if err != nil {
-			return usageError(e, c, "-log-level: %v", err)
-		}
-		path := fc.logPath(cfg.Name)
+		logCfg := fc.logConfig(cfg.Name)
+		logFlags.Apply(&logCfg)
 		if set["log"] {
-			path = *logPath
+			logCfg.Path = *logPath
+		}
+		if err := logCfg.Check(cli.LogFlagNames); err != nil {
+			return usageError(e, c, "%v", err)
 		}
 		if cfg.StateFile != "" {
 			// Like the log's, the state file's directory is created.
@@ -160,13 +157,24 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				return exitFailure
 			}
 		}
-		logger, closeLog, err := cli.OpenLog(path, level, e.stderr)
+		log, err := logCfg.Open(e.stderr)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
 			return exitFailure
 		}
-		defer closeLog()
-		cfg.Logger = logger
+		defer func() {
+			if err := log.Close(); err != nil {
+				fmt.Fprintf(e.stderr, "herd serve: %s: log: %v\n", cfg.Name, err)
+			}
+		}()
+		cfg.Logger = log.Logger
+		if e.hangup != nil {
+			hup, stop := e.hangup()
+			defer stop()
+			done := make(chan struct{})
+			defer close(done)
+			go cli.ReopenOnHangup(hup, done, func(err error) { fmt.Fprintf(e.stderr, "herd serve: %s: %v\n", cfg.Name, err) }, log)
+		}
 
 		addr := fc.httpAddr(cfg.Name)
 		for _, f := range []struct {
@@ -202,9 +210,9 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		var m *cli.Metrics
 		if addr != "" {
 			if loopback, _ := cli.CheckHTTPAddr(addr); !loopback {
-				logger.Warn("HTTP endpoint is not on loopback: whoever reaches it sees the metrics, the status page with client IDs and locations, and with -pprof the process's profiles", "server", cfg.Name, "addr", addr)
+				log.Logger.Warn("HTTP endpoint is not on loopback: whoever reaches it sees the metrics, the status page with client IDs and locations, and with -pprof the process's profiles", "server", cfg.Name, "addr", addr)
 			}
-			m, err = cli.StartMetrics(ctx, addr, httpHandler(node, places, obs, *pprofOn || fc.Pprof))
+			m, err = cli.StartMetrics(ctx, addr, httpHandler(node, places, log, obs, *pprofOn || fc.Pprof))
 			if err != nil {
 				fmt.Fprintf(e.stderr, "herd serve: %s: http: %v\n", cfg.Name, err)
 				return exitFailure
@@ -282,9 +290,9 @@ func placesLimitFlags(fs *flag.FlagSet) *herd.PlacesLimits {
 
 // httpHandler serves a server's HTTP endpoints: package herdhttp's, and
 // at /debug/vars the expvar JSON that herd serve served before it.
-func httpHandler(node *herd.Node, places *herd.Frugal, obs *herdhttp.Observer, pprof bool) http.Handler {
+func httpHandler(node *herd.Node, places *herd.Frugal, log *logging.Log, obs *herdhttp.Observer, pprof bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, places)))
+	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, places, log)))
 	mux.Handle("/", herdhttp.New(node, herdhttp.Options{Observer: obs, Frugal: places, Pprof: pprof}))
 	return mux
 }
@@ -300,11 +308,16 @@ func overrideState(fc *fileConfig, set map[string]bool, ack, stateFile string) {
 }
 
 // metricsVars are the variables a server's metrics add to expvar's:
-// "herd", the node's Stats, and "herd_places", the Places provider's
-// FrugalStats (when it is a *herd.Frugal, as serve's always is).
-func metricsVars(node *herd.Node, places herd.PlacesClient) map[string]expvar.Var {
+// "herd", the node's Stats, "herd_places", the Places provider's
+// FrugalStats (when it is a *herd.Frugal, as serve's always is), and
+// "herd_log", the log's counts (lines written, and dropped because the
+// disk did not keep up).
+func metricsVars(node *herd.Node, places herd.PlacesClient, log *logging.Log) map[string]expvar.Var {
 	vars := map[string]expvar.Var{
 		"herd": expvar.Func(func() any { return node.Stats() }),
+		"herd_log": expvar.Func(func() any {
+			return map[string]uint64{"Lines": log.Writer().Lines(), "Dropped": log.Dropped()}
+		}),
 	}
 	if f, ok := places.(*herd.Frugal); ok && f != nil {
 		vars["herd_places"] = expvar.Func(func() any { return f.Stats() })

@@ -177,7 +177,8 @@ func TestServeMetrics(t *testing.T) {
 	writeFile(t, cfgPath, `{
   "servers": [{"name": "Goloman", "addr": "127.0.0.1:1", "listen": "127.0.0.1:0", "metrics": "127.0.0.1:0"}],
   "provider": {"kind": "offline"},
-  "log_level": "warn"
+  "log_level": "warn",
+  "log_lines": true
 }`)
 	s := serveInProcess(t, true, "-config", cfgPath, "-name", "Goloman")
 	if !strings.HasSuffix(s.vars, "/debug/vars") {
@@ -192,7 +193,7 @@ func TestServeMetrics(t *testing.T) {
 			keys = append(keys, m[1])
 		}
 	}
-	if want := []string{"cmdline", "herd", "herd_places", "memstats"}; !cmp.Equal(keys, want) {
+	if want := []string{"cmdline", "herd", "herd_log", "herd_places", "memstats"}; !cmp.Equal(keys, want) {
 		t.Errorf("variables %q, want %q\n%s", keys, want, body)
 	}
 	if !strings.HasPrefix(body, "{\n") || !strings.HasSuffix(body, "\n}\n") {
@@ -231,6 +232,11 @@ func TestServeMetrics(t *testing.T) {
 		if code, _ := httpGet(t, s.base+path); code != want {
 			t.Errorf("GET /%s: %d, want %d", path, code, want)
 		}
+	}
+	// Each line in and out was logged (before its reply was written).
+	var logCounts struct{ Lines, Dropped uint64 }
+	if err := json.Unmarshal(vars["herd_log"], &logCounts); err != nil || logCounts.Lines < 4 || logCounts.Dropped != 0 {
+		t.Fatalf("herd_log %s (%v), want at least 4 lines and none dropped", vars["herd_log"], err)
 	}
 
 	// The metrics server shuts down with the node.
@@ -409,9 +415,9 @@ func TestServeMutualTLS(t *testing.T) {
 	cfgPath, dir := tlsHerd(t, "")
 	caFile := filepath.Join(dir, "ca.pem")
 	goloman := serveInProcess(t, false, "-config", cfgPath, "-name", "Goloman", "-log", "-")
-	hands := serveInProcess(t, false, "-config", cfgPath, "-name", "Hands", "-log", "-")
+	hands := serveInProcess(t, false, "-config", cfgPath, "-name", "Hands", "-log", "-", "-log-lines")
 	// Goloman dials Hands; both verify the other's certificate.
-	linkUp := regexp.MustCompile(`msg="peer link up" server=\S+ conn=\S+ peer=`)
+	linkUp := regexp.MustCompile(` INFO \S+ peer link up conn=\S+ peer=`)
 	goloman.stderr.waitFor(t, "Goloman", linkUp)
 	hands.stderr.waitFor(t, "Hands", linkUp)
 
@@ -425,7 +431,7 @@ func TestServeMutualTLS(t *testing.T) {
 	if !regexp.MustCompile(`^AT Goloman [+-]\d+\.\d{9} kiwi \+34\.068930-118\.445127 1520023934\.5$`).MatchString(at) {
 		t.Fatalf("iamat printed %q", out)
 	}
-	hands.stderr.waitFor(t, "Hands", regexp.MustCompile(`msg=in server=Hands conn=\S+ line="`+regexp.QuoteMeta(at)+`"`))
+	hands.stderr.waitFor(t, "Hands", regexp.MustCompile(` DEBUG Hands in conn=\S+ line="`+regexp.QuoteMeta(at)+`"`))
 	e, out, errOut = testEnv(nil)
 	if code := run(context.Background(), e, []string{"whatsat", "-addr", hands.addr, "-tls-ca", caFile, "kiwi", "1", "0"}); code != exitOK {
 		t.Fatalf("whatsat over TLS: exit %d: %s", code, errOut)
@@ -458,7 +464,7 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 	writeFile(t, rogueCfg, strings.ReplaceAll(string(data), dir, rogueDir))
 	serveInProcess(t, false, "-config", rogueCfg, "-name", "Hands", "-log", "-")
-	goloman.stderr.waitFor(t, "Goloman", regexp.MustCompile(`msg="peer dial failed" server=Goloman peer=Hands .*certificate signed by unknown authority`))
+	goloman.stderr.waitFor(t, "Goloman", regexp.MustCompile(` INFO Goloman peer dial failed peer=Hands .*certificate signed by unknown authority`))
 }
 
 func TestServeTLSConfigErrors(t *testing.T) {

@@ -5,6 +5,7 @@
 //	go run ./examples/fivenode                       # ports 12000 to 12004
 //	go run ./examples/fivenode -port 0               # five free ports
 //	go run ./examples/fivenode -log-dir logs         # logs/Goloman.log, ...
+//	go run ./examples/fivenode -log-dir logs -log-lines   # ... with every line in and out
 //	go run ./examples/fivenode -places-url http://127.0.0.1:8080
 //
 // The Google API key comes from GOOGLE_MAPS_API_KEY. With a key, WHATSAT
@@ -18,7 +19,10 @@
 // every start and never shown, so no one else can pose as one of them.
 //
 // It prints where each server listens, then serves until SIGINT or
-// SIGTERM, shuts every server down and exits 0.
+// SIGTERM, shuts every server down and exits 0. The servers log
+// connection and peer link events (level info) to stderr, or to one file
+// each with -log-dir; -log-lines adds every line in and out, the course's
+// full I/O log. SIGHUP reopens the log files (for logrotate).
 package main
 
 import (
@@ -28,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -39,6 +42,7 @@ import (
 
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/internal/logging"
 	"github.com/proxyherd/herd/transport"
 	"golang.org/x/sync/errgroup"
 )
@@ -50,7 +54,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal, a second one kills the process as usual.
 	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	hup, stopHup := cli.NotifyHangup()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv, hup)
+	stopHup()
 	stop()
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -65,16 +71,18 @@ func main() {
 // errUsage marks a usage error the flag package has already reported.
 var errUsage = errors.New("usage")
 
-// run starts the herd, serves until ctx ends, and shuts it down.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+// run starts the herd, serves until ctx ends, and shuts it down. Each
+// signal from hup reopens the log files.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, hup <-chan os.Signal) error {
 	fs := flag.NewFlagSet("fivenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", DefaultPort, "first `port`: Goloman, Hands, Holiday, Welsh, Wilkes get port to port+4; 0 picks five free ports")
 	placesKind := fs.String("places", "", "Places provider `kind`: new, new-raw (untranslated Places API (New) documents), legacy or offline (default: new with a key in "+cli.KeyEnv+", else offline)")
 	placesURL := fs.String("places-url", "", "Google base `URL` instead of Google's own, e.g. a local fake (needs a key; any will do)")
-	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: warnings to stderr)")
+	logDir := fs.String("log-dir", "", "write one log file per server in `dir` (default: stderr)")
+	logFlags := cli.AddLogFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: fivenode [-port N] [-places KIND] [-places-url URL] [-log-dir DIR]\n\nRuns the 2018 herd on 127.0.0.1 until SIGINT or SIGTERM. The Places key comes from %s.\n\n", cli.KeyEnv)
+		fmt.Fprintf(stderr, "usage: fivenode [-port N] [-places KIND] [-places-url URL] [-log-dir DIR] [-log-lines] [log flags]\n\nRuns the 2018 herd on 127.0.0.1 until SIGINT or SIGTERM. The Places key comes from %s.\n\n", cli.KeyEnv)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +94,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fivenode: unexpected arguments %q\n", fs.Args())
 		fs.Usage()
+		return errUsage
+	}
+	var logCfg cli.LogConfig
+	logFlags.Apply(&logCfg)
+	if err := logCfg.Check(cli.LogFlagNames); err != nil {
+		fmt.Fprintf(stderr, "fivenode: %v\n", err)
 		return errUsage
 	}
 	topo := herd.Presets["2018"]
@@ -122,34 +136,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	// since only this process knows it, no one else can pose as a peer.
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
 		return fmt.Errorf("peer secret: %w", err)
 	}
 
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			c()
+	logs, err := openLogs(logCfg, *logDir, topo.Servers, stderr)
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return err
+	}
+	defer func() { // after the nodes: their last lines are written
+		for _, l := range logs {
+			if err := l.Close(); err != nil {
+				fmt.Fprintf(stderr, "fivenode: log: %v\n", err)
+			}
 		}
 	}()
+	hupDone := make(chan struct{})
+	defer close(hupDone)
+	go cli.ReopenOnHangup(hup, hupDone, func(err error) { fmt.Fprintf(stderr, "fivenode: %v\n", err) }, logs...)
+
 	nodes := make([]*herd.Node, len(topo.Servers))
 	for i, name := range topo.Servers {
-		logger, closeLog, err := serverLog(*logDir, name, stderr)
-		if err == nil {
-			closers = append(closers, closeLog)
-			cfg := herd.Config{
-				Name:      name,
-				Addr:      addrs[name],
-				Secret:    secret,
-				Places:    places,
-				Logger:    logger,
-				Transport: &preListened{ln: lns[i]},
-			}
-			for _, p := range topo.Neighbours(name) {
-				cfg.Peers = append(cfg.Peers, herd.Peer{Name: p, Addr: addrs[p]})
-			}
-			nodes[i], err = herd.New(cfg)
+		cfg := herd.Config{
+			Name:      name,
+			Addr:      addrs[name],
+			Secret:    secret,
+			Places:    places,
+			Logger:    logs[min(i, len(logs)-1)].Logger, // the shared one on stderr
+			Transport: &preListened{ln: lns[i]},
 		}
-		if err != nil {
+		for _, p := range topo.Neighbours(name) {
+			cfg.Peers = append(cfg.Peers, herd.Peer{Name: p, Addr: addrs[p]})
+		}
+		if nodes[i], err = herd.New(cfg); err != nil {
 			for _, ln := range lns {
 				ln.Close()
 			}
@@ -204,13 +228,30 @@ func listenAll(ctx context.Context, servers []string, port int) ([]net.Listener,
 	return lns, nil
 }
 
-// serverLog returns the logger of one server: a text log file in dir, or
-// warnings and errors to stderr when dir is empty.
-func serverLog(dir, name string, stderr io.Writer) (*slog.Logger, func() error, error) {
+// openLogs opens the servers' logs: one file each in dir (DIR/NAME.log),
+// or, when dir is empty, one log on stderr that they share (so that their
+// lines do not interleave mid-line). On failure it closes what it opened.
+func openLogs(c cli.LogConfig, dir string, servers []string, stderr io.Writer) ([]*logging.Log, error) {
 	if dir == "" {
-		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func() error { return nil }, nil
+		l, err := c.Open(stderr)
+		if err != nil {
+			return nil, err
+		}
+		return []*logging.Log{l}, nil
 	}
-	return cli.OpenLog(filepath.Join(dir, name+".log"), slog.LevelInfo, stderr)
+	var logs []*logging.Log
+	for _, name := range servers {
+		c.Path = filepath.Join(dir, name+".log")
+		l, err := c.Open(stderr)
+		if err != nil {
+			for _, l := range logs {
+				l.Close()
+			}
+			return nil, err
+		}
+		logs = append(logs, l)
+	}
+	return logs, nil
 }
 
 // preListened is a herd.Transport whose Listen hands out a listener opened

@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +26,7 @@ import (
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)")
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "herd.(*Frugal)", "logging.(*Writer)")
 }
 
 // output is a concurrency-safe buffer that hands out complete lines.
@@ -44,7 +47,10 @@ func (o *output) Write(p []byte) (int, error) {
 		if i < 0 {
 			return len(p), nil
 		}
-		o.lines <- string(o.part[:i])
+		select {
+		case o.lines <- string(o.part[:i]):
+		default: // nobody reads this output's lines (stderr, usually)
+		}
 		o.part = o.part[i+1:]
 	}
 }
@@ -62,7 +68,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-port", "0"}, stdout, stderr, noEnv) }()
+	go func() { done <- run(ctx, []string{"-port", "0"}, stdout, stderr, noEnv, nil) }()
 
 	re := regexp.MustCompile(`^(\S+) listening on (\S+) `)
 	addrs := map[string]string{}
@@ -101,7 +107,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	// Links still coming up when the herd shuts down may log warnings;
 	// nothing worse.
-	if strings.Contains(stderr.String(), "level=ERROR") {
+	if strings.Contains(stderr.String(), " ERROR ") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
 }
@@ -115,9 +121,12 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"extra"}, "fivenode: unexpected arguments [\"extra\"]\n"},
 		{[]string{"-places", "bogus"}, "fivenode: -places: \"bogus\" is not one of \"legacy\", \"new\", \"new-raw\", \"offline\" or empty (auto)\n"},
 		{[]string{"-places-url", "http://127.0.0.1:1"}, "fivenode: -places-url: only Google kinds use it, and kind is \"offline\" because Key is empty\n"},
+		{[]string{"-log-level", "loud"}, "fivenode: -log-level: \"loud\" is not a log level (want debug, info, warn or error)\n"},
+		{[]string{"-log-format", "xml"}, "fivenode: -log-format: \"xml\" is not a log format (want text or json)\n"},
+		{[]string{"-log-keep", "-1"}, "fivenode: -log-keep: -1: want 0 (the default, 10) or more\n"},
 	} {
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), tc.args, &stdout, &stderr, noEnv)
+		err := run(context.Background(), tc.args, &stdout, &stderr, noEnv, nil)
 		if !errors.Is(err, errUsage) {
 			t.Errorf("%q: err = %v, want errUsage", tc.args, err)
 		}
@@ -152,5 +161,66 @@ func forgedPeerRefused(t *testing.T, addr string) {
 	fmt.Fprintf(c, "%s\nAT Goloman +0.000000000 victim.example +1.0+1.0 1520023934.5\n", auth)
 	if got, _ := io.ReadAll(r); string(got) != "? "+auth+"\n" {
 		t.Fatalf("forged HERD-AUTH answered %q", got)
+	}
+}
+
+// TestRunLogsAndReopens runs the demo with a log file per server and the
+// full I/O log, moves Goloman's file as logrotate would, signals, and
+// checks that the lines after the signal go to a new file.
+func TestRunLogsAndReopens(t *testing.T) {
+	dir := t.TempDir()
+	stdout, stderr := &output{lines: make(chan string, 100)}, &output{lines: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hup := make(chan os.Signal) // unbuffered: see below
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-port", "0", "-log-dir", dir, "-log-lines"}, stdout, stderr, noEnv, hup)
+	}()
+	re := regexp.MustCompile(`^Goloman listening on (\S+) `)
+	var addr string
+	for line := range stdout.lines {
+		if m := re.FindStringSubmatch(line); m != nil {
+			addr = m[1]
+		}
+		if strings.HasPrefix(line, "Stop with") {
+			break
+		}
+	}
+	path := filepath.Join(dir, "Goloman.log")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	// The second send is taken only once the first has reopened every
+	// log, so the IAMAT below is logged after the reopening.
+	hup <- syscall.SIGHUP
+	hup <- syscall.SIGHUP
+	c, err := client.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := c.IAMATText(ctx, "kiwi", "+34.068930-118.445127", "1520023934.918963997")
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	for _, want := range []string{" INFO Goloman listening addr="} {
+		if !strings.Contains(string(old), want) {
+			t.Errorf("moved log lacks %q:\n%s", want, old)
+		}
+	}
+	for _, want := range []string{" INFO log file reopened (SIGHUP)\n", ` DEBUG Goloman out conn=c`, ` line="` + at.Line + `"`, " INFO Goloman closed\n"} {
+		if !strings.Contains(string(cur), want) {
+			t.Errorf("new log lacks %q:\n%s", want, cur)
+		}
+	}
+	if strings.Contains(string(old), "kiwi") {
+		t.Errorf("moved log has the IAMAT:\n%s", old)
 	}
 }

@@ -1,6 +1,6 @@
 // Package cli holds what the herd command (cmd/herd) and the five-server
-// demo (examples/fivenode) share: choosing the Places provider, opening
-// logs, and waiting for a node to listen. Provider choice lives in one
+// demo (examples/fivenode) share: choosing the Places provider, the
+// logging flags and opening logs, and waiting for a node to listen. Provider choice lives in one
 // place, [Provider.Places], so that a new provider is one new case there.
 package cli
 
@@ -8,11 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -137,26 +134,6 @@ func PlacesFlagNames(field string) string {
 		return "key"
 	}
 	return field
-}
-
-// OpenLog returns a text logger writing to path at level, and a function
-// that closes the file. An empty path or "-" means stderr. The file is
-// appended to, and its directory created if need be.
-func OpenLog(path string, level slog.Leveler, stderr io.Writer) (*slog.Logger, func() error, error) {
-	opts := &slog.HandlerOptions{Level: level}
-	if path == "" || path == "-" {
-		return slog.New(slog.NewTextHandler(stderr, opts)), func() error { return nil }, nil
-	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("log file: %w", err)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, nil, fmt.Errorf("log file: %w", err)
-	}
-	return slog.New(slog.NewTextHandler(f, opts)), f.Close, nil
 }
 
 // ParseLevel parses a log level name: debug, info, warn or error (any

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -62,22 +64,49 @@ func TestParseLevel(t *testing.T) {
 	}
 }
 
-func TestOpenLog(t *testing.T) {
+func TestLogConfigOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "Goloman.log")
-	log, closeLog, err := OpenLog(path, slog.LevelWarn, nil)
+	log, err := LogConfig{Path: path, Level: "warn"}.Open(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log.Info("dropped")
-	log.Warn("kept", "server", "Goloman")
-	if err := closeLog(); err != nil {
+	log.Logger.Info("dropped")
+	log.Logger.Warn("kept", "server", "Goloman")
+	if err := log.Close(); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := string(b); strings.Contains(s, "dropped") || !strings.Contains(s, "level=WARN msg=kept server=Goloman") {
+	if s := string(b); strings.Contains(s, "dropped") || !strings.HasSuffix(s, "Z WARN kept server=Goloman\n") {
 		t.Errorf("log:\n%s", s)
+	}
+}
+
+func TestLogFlags(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	f := AddLogFlags(fs)
+	if err := fs.Parse([]string{"-log-lines", "-log-format", "json", "-log-keep", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	c := LogConfig{Path: "p", Level: "warn", Format: "text", MaxMB: 7}
+	f.Apply(&c)
+	if want := (LogConfig{Path: "p", Level: "warn", Lines: true, Format: "json", MaxMB: 7, Keep: 3}); c != want {
+		t.Errorf("got %+v, want %+v", c, want)
+	}
+	for _, tc := range []struct {
+		c    LogConfig
+		want string
+	}{
+		{LogConfig{Level: "loud"}, `-log-level: "loud" is not a log level (want debug, info, warn or error)`},
+		{LogConfig{Format: "xml"}, `-log-format: "xml" is not a log format (want text or json)`},
+		{LogConfig{MaxMB: -1}, `-log-max-mb: -1: want 0 (the default, 100) or more`},
+		{LogConfig{}, ""},
+	} {
+		err := tc.c.Check(LogFlagNames)
+		if got := fmt.Sprint(err); (err == nil) != (tc.want == "") || err != nil && got != tc.want {
+			t.Errorf("Check(%+v) = %v, want %q", tc.c, err, tc.want)
+		}
 	}
 }

@@ -76,7 +76,7 @@ func (l *disguisedListener) Addr() net.Addr {
 // forger is the 20-line script of issue 17: it dials a node, claims to be
 // a neighbour, and answers the handshake with HMAC-SHA256 under a key of
 // its choice (the empty key, which anyone can compute), written here
-// from PROTOCOL.md rather than with the package's own code.
+// from docs/protocol.md rather than with the package's own code.
 type forger struct {
 	t    *testing.T
 	c    net.Conn

@@ -4,7 +4,7 @@ package main
 // its peer links, for "herd bench resync". It is plain TCP (package
 // transport) with every connection wrapped, dialled or accepted; a
 // connection is a peer link if the first bytes it carries, whichever way
-// they go, are "HERD" (a peer's hello, PROTOCOL.md; the dialer speaks
+// they go, are "HERD" (a peer's hello, docs/protocol.md; the dialer speaks
 // first), and a client connection otherwise.
 
 import (

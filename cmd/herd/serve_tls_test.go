@@ -357,7 +357,7 @@ func TestServeHTTPWarnsUnlessLoopback(t *testing.T) {
 	e, out, errOut := testEnv(nil)
 	code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", "1", "-name", "Goloman", "-http", "192.0.2.1:9100"})
 	log := errOut.String()
-	if code != exitFailure || !strings.Contains(log, `level=WARN msg="HTTP endpoint is not on loopback`) || !strings.Contains(log, "addr=192.0.2.1:9100") ||
+	if code != exitFailure || !strings.Contains(log, ` WARN HTTP endpoint is not on loopback`) || !strings.Contains(log, "addr=192.0.2.1:9100") ||
 		!strings.Contains(log, "herd serve: Goloman: http: listen tcp 192.0.2.1:9100: ") {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, log)
 	}

@@ -28,30 +28,30 @@ const (
 	topLevel  = leafBits / fanBits // the leaf level
 )
 
-// summary holds the fingerprint of every range at every level.
+// summary holds the fingerprint of every range at every level. A change
+// touches one fingerprint per level, count and sum side by side in one
+// cache line.
 type summary struct {
-	count [topLevel + 1][]uint32
-	sum   [topLevel + 1][]uint64
+	fp [topLevel + 1][]fingerprint
 }
 
 // change adds (sign +1) or removes (sign -1) the record whose line hashes
 // to item for the client whose hash is client.
 func (s *summary) change(client, item uint64, sign int) {
-	if s.count[0] == nil {
-		for l := range s.count {
-			s.count[l] = make([]uint32, 1<<(l*fanBits))
-			s.sum[l] = make([]uint64, 1<<(l*fanBits))
+	if s.fp[0] == nil {
+		for l := range s.fp {
+			s.fp[l] = make([]fingerprint, 1<<(l*fanBits))
 		}
 	}
 	leaf := leafOf(client)
-	for l := range s.count {
-		i := leaf >> ((topLevel - l) * fanBits)
+	for l := range s.fp {
+		f := &s.fp[l][leaf>>((topLevel-l)*fanBits)]
 		if sign > 0 {
-			s.count[l][i]++
-			s.sum[l][i] += item
+			f.count++
+			f.sum += item
 		} else {
-			s.count[l][i]--
-			s.sum[l][i] -= item
+			f.count--
+			f.sum -= item
 		}
 	}
 }
@@ -64,10 +64,10 @@ type fingerprint struct {
 
 // get returns the fingerprint of range i at level l.
 func (s *summary) get(l, i int) fingerprint {
-	if s.count[0] == nil {
+	if s.fp[0] == nil {
 		return fingerprint{}
 	}
-	return fingerprint{s.count[l][i], s.sum[l][i]}
+	return s.fp[l][i]
 }
 
 // leaves returns the leaf ranges [lo, hi) that range i of level l covers.

@@ -5,16 +5,20 @@ package herd
 
 // awaitClientsGone waits until no client connection is open (every
 // session has answered what it had read), or grace is closed.
-func (n *Node) awaitClientsGone(grace <-chan struct{}) {
+func (n *Node) awaitClientsGone(grace <-chan struct{}) { n.awaitNone(false, grace) }
+
+// awaitNone waits until no connection is open that is a peer link (peer)
+// or not (!peer), or grace is closed.
+func (n *Node) awaitNone(peer bool, grace <-chan struct{}) {
 	for {
 		n.stateMu.Lock()
-		clients := 0
+		left := 0
 		for _, st := range n.conns {
-			if !st.peer.Load() {
-				clients++
+			if st.peer.Load() == peer {
+				left++
 			}
 		}
-		if clients == 0 {
+		if left == 0 {
 			n.stateMu.Unlock()
 			return
 		}
@@ -86,27 +90,5 @@ func (n *Node) closeLinks(grace <-chan struct{}) {
 		}
 	}
 	n.stateMu.Unlock()
-	for {
-		n.stateMu.Lock()
-		links := 0
-		for _, st := range n.conns {
-			if st.peer.Load() {
-				links++
-			}
-		}
-		if links == 0 {
-			n.stateMu.Unlock()
-			return
-		}
-		if n.untracked == nil {
-			n.untracked = make(chan struct{})
-		}
-		ch := n.untracked
-		n.stateMu.Unlock()
-		select {
-		case <-ch:
-		case <-grace:
-			return
-		}
-	}
+	n.awaitNone(true, grace)
 }

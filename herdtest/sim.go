@@ -485,18 +485,7 @@ func (s *Sim) cut(a, b string) bool { return len(s.cuts) > 0 && s.cuts[pair(a, b
 func (s *Sim) Partition(group ...string) {
 	s.settle()
 	s.mu.Lock()
-	in := make(map[string]bool, len(group))
-	for _, g := range group {
-		in[g] = true
-	}
-	var a, b []string
-	for _, h := range s.hostNames() {
-		if in[h] {
-			a = append(a, h)
-		} else {
-			b = append(b, h)
-		}
-	}
+	a, b := s.sides(group)
 	for _, x := range a {
 		for _, y := range b {
 			s.cuts[pair(x, y)] = true
@@ -506,6 +495,23 @@ func (s *Sim) Partition(group ...string) {
 	s.resetWhere(func(c *conn) bool { return s.cut(c.ends[0].host, c.ends[1].host) })
 	s.mu.Unlock()
 	s.settle()
+}
+
+// sides splits the registered hosts into those in group and the others,
+// each in host order. Called with s.mu held.
+func (s *Sim) sides(group []string) (in, out []string) {
+	member := make(map[string]bool, len(group))
+	for _, g := range group {
+		member[g] = true
+	}
+	for _, h := range s.hostNames() {
+		if member[h] {
+			in = append(in, h)
+		} else {
+			out = append(out, h)
+		}
+	}
+	return in, out
 }
 
 // Cut separates hosts a and b only, as Partition does for groups.
@@ -527,18 +533,7 @@ func (s *Sim) Cut(a, b string) {
 func (s *Sim) SilentPartition(group ...string) {
 	s.settle()
 	s.mu.Lock()
-	in := make(map[string]bool, len(group))
-	for _, g := range group {
-		in[g] = true
-	}
-	var a, b []string
-	for _, h := range s.hostNames() {
-		if in[h] {
-			a = append(a, h)
-		} else {
-			b = append(b, h)
-		}
-	}
+	a, b := s.sides(group)
 	for _, x := range a {
 		for _, y := range b {
 			s.cuts[pair(x, y)] = true

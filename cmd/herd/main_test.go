@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/leakcheck"
 )

@@ -1,4 +1,4 @@
-package herd
+package places
 
 import (
 	"bytes"
@@ -16,29 +16,31 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/proxyherd/herd"
 )
 
 func TestPlacesSelectKinds(t *testing.T) {
 	small := filepath.Join("testdata", "places", "small.json")
 	cases := []struct {
 		name string
-		cfg  PlacesConfig
+		cfg  Config
 		want string // String()
-		next PlacesClient
+		next herd.PlacesClient
 	}{
-		{"zero value: built-in catalogue", PlacesConfig{}, "offline catalogue (39 places)", DefaultCatalogue()},
-		{"auto with a key: new", PlacesConfig{Key: "k"}, "Google Places API (New)", GoogleNew{Key: "k"}},
-		{"new with options", PlacesConfig{Kind: "new", Key: "k", BaseURL: "http://127.0.0.1:9", FieldMask: "places.id"},
+		{"zero value: built-in catalogue", Config{}, "offline catalogue (39 places)", DefaultCatalogue()},
+		{"auto with a key: new", Config{Key: "k"}, "Google Places API (New)", GoogleNew{Key: "k"}},
+		{"new with options", Config{Kind: "new", Key: "k", BaseURL: "http://127.0.0.1:9", FieldMask: "places.id"},
 			"Google Places API (New) at http://127.0.0.1:9", GoogleNew{Key: "k", BaseURL: "http://127.0.0.1:9", FieldMask: "places.id"}},
-		{"new-raw", PlacesConfig{Kind: "new-raw", Key: "k", FieldMask: "places.id"},
+		{"new-raw", Config{Kind: "new-raw", Key: "k", FieldMask: "places.id"},
 			"Google Places API (New), raw documents", GoogleNew{Key: "k", FieldMask: "places.id", Raw: true}},
-		{"legacy", PlacesConfig{Kind: "legacy", Key: "k"}, "Google Places Nearby Search (legacy)", GoogleLegacy{Key: "k"}},
-		{"offline ignores a key", PlacesConfig{Kind: "offline", Key: "k"}, "offline catalogue (39 places)", DefaultCatalogue()},
-		{"offline from a file", PlacesConfig{Catalogue: small}, "offline catalogue " + small + " (6 places)", nil},
+		{"legacy", Config{Kind: "legacy", Key: "k"}, "Google Places Nearby Search (legacy)", GoogleLegacy{Key: "k"}},
+		{"offline ignores a key", Config{Kind: "offline", Key: "k"}, "offline catalogue (39 places)", DefaultCatalogue()},
+		{"offline from a file", Config{Catalogue: small}, "offline catalogue " + small + " (6 places)", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := NewPlaces(c.cfg, nil)
+			f, err := New(c.cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,10 +60,10 @@ func TestPlacesSelectKinds(t *testing.T) {
 
 func TestPlacesSelectOptions(t *testing.T) {
 	clock := newProvClock()
-	f, err := NewPlaces(PlacesConfig{
-		CacheTTL: PlacesDuration(time.Minute), CacheEntries: -1, MaxInFlight: 3, SlotWait: -1,
-		Retries: 4, RetryMin: PlacesDuration(time.Second), RetryMax: PlacesDuration(3 * time.Second),
-		Timeout: PlacesDuration(7 * time.Second), Seed: 42,
+	f, err := New(Config{
+		CacheTTL: Duration(time.Minute), CacheEntries: -1, MaxInFlight: 3, SlotWait: -1,
+		Retries: 4, RetryMin: Duration(time.Second), RetryMax: Duration(3 * time.Second),
+		Timeout: Duration(7 * time.Second), Seed: 42,
 	}, clock)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func TestPlacesSelectOptions(t *testing.T) {
 	defer f.Close()
 	want := FrugalOptions{TTL: time.Minute, MaxEntries: -1, MaxInFlight: 3, SlotWait: -1, Retries: 4,
 		RetryMin: time.Second, RetryMax: 3 * time.Second, Timeout: 7 * time.Second, Seed: 42}
-	if f.opts != want || f.clock != Clock(clock) {
+	if f.opts != want || f.clock != herd.Clock(clock) {
 		t.Errorf("options %+v, want %+v", f.opts, want)
 	}
 }
@@ -80,47 +82,47 @@ func TestPlacesSelectErrors(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"places": [{"name": "A", "location": {"lat": 100, "lng": 0}}]}`), 0o644)
 	cases := []struct {
 		name string
-		cfg  PlacesConfig
+		cfg  Config
 		want []string // after "herd: invalid config: "
 	}{
-		{"unknown kind", PlacesConfig{Kind: "google", FieldMask: "x", Catalogue: "y"},
+		{"unknown kind", Config{Kind: "google", FieldMask: "x", Catalogue: "y"},
 			[]string{`Kind: "google" is not one of "legacy", "new", "new-raw", "offline" or empty (auto)`}},
-		{"Google kinds need a key", PlacesConfig{Kind: "new"}, []string{`Key: must be set for kind "new"`}},
-		{"legacy needs a key", PlacesConfig{Kind: "legacy"}, []string{`Key: must be set for kind "legacy"`}},
-		{"key with white space", PlacesConfig{Key: "AIza abc\n"}, []string{"Key: must not contain white space or control characters"}},
-		{"bad base URL", PlacesConfig{Kind: "legacy", Key: "SECRETKEY", BaseURL: "places.googleapis.com"},
+		{"Google kinds need a key", Config{Kind: "new"}, []string{`Key: must be set for kind "new"`}},
+		{"legacy needs a key", Config{Kind: "legacy"}, []string{`Key: must be set for kind "legacy"`}},
+		{"key with white space", Config{Key: "AIza abc\n"}, []string{"Key: must not contain white space or control characters"}},
+		{"bad base URL", Config{Kind: "legacy", Key: "SECRETKEY", BaseURL: "places.googleapis.com"},
 			[]string{`BaseURL: "places.googleapis.com": want http(s)://host[/prefix]`}},
-		{"base URL offline", PlacesConfig{BaseURL: "http://x"},
+		{"base URL offline", Config{BaseURL: "http://x"},
 			[]string{`BaseURL: only Google kinds use it, and kind is "offline" because Key is empty`}},
-		{"field mask for legacy", PlacesConfig{Kind: "legacy", Key: "SECRETKEY", FieldMask: "places.id"},
+		{"field mask for legacy", Config{Kind: "legacy", Key: "SECRETKEY", FieldMask: "places.id"},
 			[]string{`FieldMask: only kinds "new" and "new-raw" use it, and kind is "legacy"`}},
-		{"bad field mask", PlacesConfig{Key: "SECRETKEY", FieldMask: "places.id,,places.name"},
+		{"bad field mask", Config{Key: "SECRETKEY", FieldMask: "places.id,,places.name"},
 			[]string{`FieldMask: "places.id,,places.name": path 2 is empty`}},
-		{"field mask with a space", PlacesConfig{Key: "SECRETKEY", FieldMask: "places.id, places.name"},
+		{"field mask with a space", Config{Key: "SECRETKEY", FieldMask: "places.id, places.name"},
 			[]string{`FieldMask: "places.id, places.name": path " places.name" holds ' ' (want letters, digits, '_' and '.', or *)`}},
-		{"catalogue with a key", PlacesConfig{Key: "SECRETKEY", Catalogue: "x.json"},
+		{"catalogue with a key", Config{Key: "SECRETKEY", Catalogue: "x.json"},
 			[]string{`Catalogue: only kind "offline" reads a catalogue, and kind is "new" because Key is set`}},
-		{"missing catalogue", PlacesConfig{Catalogue: filepath.Join(dir, "none.json")},
+		{"missing catalogue", Config{Catalogue: filepath.Join(dir, "none.json")},
 			[]string{"Catalogue: herd: catalogue: open " + filepath.Join(dir, "none.json") + ": no such file or directory"}},
-		{"bad catalogue", PlacesConfig{Catalogue: bad},
+		{"bad catalogue", Config{Catalogue: bad},
 			[]string{"Catalogue: " + bad + `: herd: catalogue: places[0] ("A"): location.lat: 100 is outside [-90, 90]`}},
-		{"negative durations", PlacesConfig{RetryMin: -1, RetryMax: -2, Timeout: -3},
+		{"negative durations", Config{RetryMin: -1, RetryMax: -2, Timeout: -3},
 			[]string{"RetryMin: must not be negative, got -1ns", "RetryMax: must not be negative, got -2ns", "Timeout: must not be negative, got -3ns"}},
-		{"retry max below min", PlacesConfig{RetryMin: PlacesDuration(time.Second), RetryMax: PlacesDuration(time.Millisecond)},
+		{"retry max below min", Config{RetryMin: Duration(time.Second), RetryMax: Duration(time.Millisecond)},
 			[]string{"RetryMax: 1ms is below RetryMin 1s"}},
-		{"everything at once", PlacesConfig{Kind: "new", FieldMask: " ", Catalogue: "c", Timeout: -1},
+		{"everything at once", Config{Kind: "new", FieldMask: " ", Catalogue: "c", Timeout: -1},
 			[]string{`Key: must be set for kind "new"`, `FieldMask: " ": path " " holds ' ' (want letters, digits, '_' and '.', or *)`,
 				`Catalogue: only kind "offline" reads a catalogue, and kind is "new"`, "Timeout: must not be negative, got -1ns"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := NewPlaces(c.cfg, nil)
+			f, err := New(c.cfg, nil)
 			if err == nil {
 				f.Close()
 				t.Fatal("no error")
 			}
-			if !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("%v does not wrap ErrInvalidConfig", err)
+			if !errors.Is(err, herd.ErrInvalidConfig) {
+				t.Errorf("%v does not wrap herd.ErrInvalidConfig", err)
 			}
 			if f != nil {
 				t.Errorf("provider %v returned with an error", f)
@@ -143,18 +145,18 @@ func TestPlacesSelectErrors(t *testing.T) {
 	}
 }
 
-func TestPlacesConfigJSON(t *testing.T) {
+func TestConfigJSON(t *testing.T) {
 	in := `{"kind": "new", "key": "AIza", "base_url": "http://127.0.0.1:8080", "field_mask": "places.id",
 	        "catalogue": "", "cache_ttl": "1m30s", "cache_entries": 10, "max_in_flight": 4, "slot_wait": "500ms",
 	        "retries": -1, "retry_min": "10ms", "retry_max": "1s", "timeout": "8s", "seed": 7}`
-	var got PlacesConfig
+	var got Config
 	if err := json.Unmarshal([]byte(in), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := PlacesConfig{Kind: "new", Key: "AIza", BaseURL: "http://127.0.0.1:8080", FieldMask: "places.id",
-		CacheTTL: PlacesDuration(90 * time.Second), CacheEntries: 10, MaxInFlight: 4, SlotWait: PlacesDuration(500 * time.Millisecond),
-		Retries: -1, RetryMin: PlacesDuration(10 * time.Millisecond), RetryMax: PlacesDuration(time.Second),
-		Timeout: PlacesDuration(8 * time.Second), Seed: 7}
+	want := Config{Kind: "new", Key: "AIza", BaseURL: "http://127.0.0.1:8080", FieldMask: "places.id",
+		CacheTTL: Duration(90 * time.Second), CacheEntries: 10, MaxInFlight: 4, SlotWait: Duration(500 * time.Millisecond),
+		Retries: -1, RetryMin: Duration(10 * time.Millisecond), RetryMax: Duration(time.Second),
+		Timeout: Duration(8 * time.Second), Seed: 7}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("decoded (-want +got):\n%s", diff)
 	}
@@ -166,7 +168,7 @@ func TestPlacesConfigJSON(t *testing.T) {
 	if string(out) != wantOut {
 		t.Errorf("encoded %s\nwant    %s", out, wantOut)
 	}
-	if out, _ := json.Marshal(PlacesConfig{HTTP: http.DefaultClient}); string(out) != "{}" {
+	if out, _ := json.Marshal(Config{HTTP: http.DefaultClient}); string(out) != "{}" {
 		t.Errorf("zero value encodes as %s", out)
 	}
 	err = json.Unmarshal([]byte(`{"cache_ttl": "5 minutes"}`), &got)
@@ -178,8 +180,8 @@ func TestPlacesConfigJSON(t *testing.T) {
 	}
 }
 
-func TestPlacesDurationFlag(t *testing.T) {
-	var cfg PlacesConfig
+func TestDurationFlag(t *testing.T) {
+	var cfg Config
 	fs := flag.NewFlagSet("herd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.Kind, "places", "", "provider")
@@ -188,7 +190,7 @@ func TestPlacesDurationFlag(t *testing.T) {
 	if err := fs.Parse([]string{"-places", "offline", "-places-cache-ttl", "2m", "-places-timeout=3s"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Kind != "offline" || cfg.CacheTTL != PlacesDuration(2*time.Minute) || cfg.Timeout.String() != "3s" {
+	if cfg.Kind != "offline" || cfg.CacheTTL != Duration(2*time.Minute) || cfg.Timeout.String() != "3s" {
 		t.Errorf("parsed %+v", cfg)
 	}
 	if err := fs.Parse([]string{"-places-timeout", "soon"}); err == nil {
@@ -203,20 +205,20 @@ func TestPlacesSelectEndToEnd(t *testing.T) {
 	rawSrv, rawReqs := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
 	legacySrv, legacyReqs := placesServer(t, provServe(t, 200, "nearby_legacy_ok.json"))
 	cases := []struct {
-		cfg      PlacesConfig
+		cfg      Config
 		requests func() int
 		want     []byte
 	}{
-		{PlacesConfig{Key: "k", BaseURL: newSrv.URL}, func() int { return len(newReqs()) },
+		{Config{Key: "k", BaseURL: newSrv.URL}, func() int { return len(newReqs()) },
 			whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1)},
-		{PlacesConfig{Kind: "new-raw", Key: "k", BaseURL: rawSrv.URL}, func() int { return len(rawReqs()) },
+		{Config{Kind: "new-raw", Key: "k", BaseURL: rawSrv.URL}, func() int { return len(rawReqs()) },
 			placesFixture(t, "whatsat/nearby_new_ok.bound1.json")},
-		{PlacesConfig{Kind: "legacy", Key: "k", BaseURL: legacySrv.URL}, func() int { return len(legacyReqs()) },
+		{Config{Kind: "legacy", Key: "k", BaseURL: legacySrv.URL}, func() int { return len(legacyReqs()) },
 			placesFixture(t, "whatsat/nearby_legacy_ok.bound1.json")},
-		{PlacesConfig{}, func() int { return 1 }, nil},
+		{Config{}, func() int { return 1 }, nil},
 	}
 	for _, c := range cases {
-		f, err := NewPlaces(c.cfg, newProvClock())
+		f, err := New(c.cfg, newProvClock())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,19 +246,12 @@ func TestPlacesSelectEndToEnd(t *testing.T) {
 // TestPlacesNodeWhatsatOffline serves WHATSAT from a real node over
 // loopback TCP with the default provider of a user without a key.
 func TestPlacesNodeWhatsatOffline(t *testing.T) {
-	places, err := NewPlaces(PlacesConfig{}, nil)
+	places, err := New(Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer places.Close()
-	n, err := New(Config{Name: "Goloman", Addr: "127.0.0.1:0", Places: places})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := startNode(t, places)
 	c, err := net.Dial("tcp", n.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package herd
+package places
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/proxyherd/herd"
 )
 
 // provSysClock reads the time package. Inside a testing/synctest bubble
@@ -22,10 +24,10 @@ import (
 // goroutine in the bubble is blocked; outside, it is real time.
 type provSysClock struct{}
 
-func (provSysClock) Now() time.Time                            { return time.Now() }
-func (provSysClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+func (provSysClock) Now() time.Time                                 { return time.Now() }
+func (provSysClock) AfterFunc(d time.Duration, f func()) herd.Timer { return time.AfterFunc(d, f) }
 
-// provClock is a manual fake Clock: time moves only by Advance, which
+// provClock is a manual fake herd.Clock: time moves only by Advance, which
 // runs the functions of the timers it makes due, each in its own
 // goroutine, as the real clock would.
 type provClock struct {
@@ -49,7 +51,7 @@ func (c *provClock) Now() time.Time {
 	return c.now
 }
 
-func (c *provClock) AfterFunc(d time.Duration, f func()) Timer {
+func (c *provClock) AfterFunc(d time.Duration, f func()) herd.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &provTimer{c: c, at: c.now.Add(d), f: f}
@@ -88,7 +90,7 @@ func (c *provClock) Advance(d time.Duration) {
 // with the next of its replies (the last one repeats).
 type provCounting struct {
 	mu      sync.Mutex
-	calls   []NearbyQuery
+	calls   []herd.NearbyQuery
 	replies []provReply
 }
 
@@ -97,7 +99,7 @@ type provReply struct {
 	err error
 }
 
-func (p *provCounting) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+func (p *provCounting) Nearby(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, q)
@@ -142,7 +144,7 @@ func TestFrugalThousandIdenticalLookupsOneCall(t *testing.T) {
 		var calls atomic.Int32
 		release := make(chan struct{})
 		var providerCtxErr atomic.Value
-		p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 			calls.Add(1)
 			select {
 			case <-release:
@@ -160,7 +162,7 @@ func TestFrugalThousandIdenticalLookupsOneCall(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			// The locations differ below the 5th decimal: one key.
-			q := NearbyQuery{Lat: -33.8670522 + float64(i%3)*1e-7, Lon: 151.1957362, RadiusMeters: 1500, MaxResults: 2}
+			q := herd.NearbyQuery{Lat: -33.8670522 + float64(i%3)*1e-7, Lon: 151.1957362, RadiusMeters: 1500, MaxResults: 2}
 			wg.Go(func() { bodies[i] = nearby(t.Context(), provSysClock{}, f, 10*time.Second, q) })
 		}
 		synctest.Wait() // every goroutine is blocked: all 1,000 wait
@@ -180,7 +182,7 @@ func TestFrugalThousandIdenticalLookupsOneCall(t *testing.T) {
 		}
 		provStats(t, f, FrugalStats{Lookups: n, ProviderCalls: 1, Merged: n - 1, CacheEntries: 1})
 		// And now from the cache.
-		if b := nearby(t.Context(), provSysClock{}, f, 10*time.Second, NearbyQuery{Lat: -33.8670522, Lon: 151.1957362, RadiusMeters: 1500, MaxResults: 2}); !bytes.Equal(b, want) {
+		if b := nearby(t.Context(), provSysClock{}, f, 10*time.Second, herd.NearbyQuery{Lat: -33.8670522, Lon: 151.1957362, RadiusMeters: 1500, MaxResults: 2}); !bytes.Equal(b, want) {
 			t.Errorf("cached answer %q", b)
 		}
 		provStats(t, f, FrugalStats{Lookups: n + 1, ProviderCalls: 1, Merged: n - 1, CacheHits: 1, CacheEntries: 1})
@@ -193,7 +195,7 @@ func TestFrugalThousandIdenticalLookupsOneCall(t *testing.T) {
 func TestFrugalFirstCallerLeavingDoesNotCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
-		p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 			select {
 			case <-release:
 				if ctx.Err() != nil {
@@ -238,7 +240,7 @@ func TestFrugalFirstCallerLeavingDoesNotCancel(t *testing.T) {
 func TestFrugalSlotsCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		slow := make(chan struct{})
-		p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 			if q.RadiusMeters < 100 { // the slow ones
 				select {
 				case <-slow:
@@ -293,7 +295,7 @@ func TestFrugalSlotsCapped(t *testing.T) {
 // its slot only until the lookup's Timeout.
 func TestFrugalSlowProviderTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 			<-ctx.Done()
 			return nil, fmt.Errorf("herd: google places: GET x: %w", ctx.Err())
 		})
@@ -357,22 +359,25 @@ func TestFrugalCacheTTLOnInjectedClock(t *testing.T) {
 }
 
 func TestFrugalCacheKey(t *testing.T) {
+	q := func(lat, lon, m float64, n int) herd.NearbyQuery {
+		return herd.NearbyQuery{Lat: lat, Lon: lon, RadiusMeters: m, MaxResults: n}
+	}
 	cases := []struct {
-		a, b NearbyQuery
+		a, b herd.NearbyQuery
 		same bool
 	}{
-		{NearbyQuery{34.068930, -118.445127, 10000, 5}, NearbyQuery{34.0689304, -118.4451274, 10000, 5}, true},
-		{NearbyQuery{34.068930, -118.445127, 10000, 5}, NearbyQuery{34.068940, -118.445127, 10000, 5}, false},
-		{NearbyQuery{34.068930, -118.445127, 10000, 5}, NearbyQuery{34.068930, -118.445127, 10000.5, 5}, false},
-		{NearbyQuery{34.068930, -118.445127, 10000, 5}, NearbyQuery{34.068930, -118.445127, 10000, 6}, false},
-		{NearbyQuery{-0.000001, 0, 1, 1}, NearbyQuery{0.000001, 0, 1, 1}, true},
+		{q(34.068930, -118.445127, 10000, 5), q(34.0689304, -118.4451274, 10000, 5), true},
+		{q(34.068930, -118.445127, 10000, 5), q(34.068940, -118.445127, 10000, 5), false},
+		{q(34.068930, -118.445127, 10000, 5), q(34.068930, -118.445127, 10000.5, 5), false},
+		{q(34.068930, -118.445127, 10000, 5), q(34.068930, -118.445127, 10000, 6), false},
+		{q(-0.000001, 0, 1, 1), q(0.000001, 0, 1, 1), true},
 	}
 	for _, c := range cases {
 		if got := frugalKey(c.a) == frugalKey(c.b); got != c.same {
 			t.Errorf("%+v %+v: same key %v (%q, %q), want %v", c.a, c.b, got, frugalKey(c.a), frugalKey(c.b), c.same)
 		}
 	}
-	if got := frugalKey(NearbyQuery{34.068930, -118.445127, 10587.1263, 5}); got != "3406893,-11844513,10587.1263,5" {
+	if got := frugalKey(q(34.068930, -118.445127, 10587.1263, 5)); got != "3406893,-11844513,10587.1263,5" {
 		t.Errorf("key %q", got)
 	}
 }
@@ -423,7 +428,7 @@ func TestFrugalCachesOnlySuccess(t *testing.T) {
 		{"INVALID_REQUEST", provReply{doc: provStatusDoc("INVALID_REQUEST")}, false},
 		{"error document with 200", provReply{doc: string(placesFixture(t, "nearby_new_error_403.json"))}, false},
 		{"not JSON", provReply{doc: `<html>`}, false},
-		{"HTTP 403", provReply{err: &HTTPError{StatusCode: 403}}, false},
+		{"HTTP 403", provReply{err: &herd.HTTPError{StatusCode: 403}}, false},
 	}
 	for _, c := range cases {
 		// In a bubble with a clock that never moves: a lookup that waits
@@ -504,7 +509,7 @@ func TestFrugalAnswersAreCopies(t *testing.T) {
 // TestFrugalRetries checks which failures are retried, how many times,
 // and the final answer. Time is the bubble's: backoffs pass at once.
 func TestFrugalRetries(t *testing.T) {
-	http5xx := &HTTPError{StatusCode: 503, Status: "503 Service Unavailable"}
+	http5xx := &herd.HTTPError{StatusCode: 503, Status: "503 Service Unavailable"}
 	transport := errors.New("read tcp 127.0.0.1:1->127.0.0.1:2: connection reset by peer")
 	cases := []struct {
 		name      string
@@ -514,7 +519,7 @@ func TestFrugalRetries(t *testing.T) {
 		wantDoc   string
 		wantErr   error
 	}{
-		{"HTTP 500", []provReply{{err: &HTTPError{StatusCode: 500}}}, 0, 3, "", nil},
+		{"HTTP 500", []provReply{{err: &herd.HTTPError{StatusCode: 500}}}, 0, 3, "", nil},
 		{"HTTP 503", []provReply{{err: http5xx}}, 0, 3, "", http5xx},
 		{"transport error", []provReply{{err: transport}}, 0, 3, "", transport},
 		{"UNKNOWN_ERROR document", []provReply{{doc: provUnknown}}, 0, 3, provUnknown, nil},
@@ -522,11 +527,11 @@ func TestFrugalRetries(t *testing.T) {
 		{"UNKNOWN_ERROR then ZERO_RESULTS", []provReply{{doc: provUnknown}, {doc: provUnknown}, {doc: provZero}}, 0, 3, provZero, nil},
 		{"five retries", []provReply{{err: transport}}, 5, 6, "", transport},
 		{"no retries", []provReply{{err: transport}}, -1, 1, "", transport},
-		{"HTTP 400", []provReply{{err: &HTTPError{StatusCode: 400}}}, 0, 1, "", nil},
-		{"HTTP 403", []provReply{{err: &HTTPError{StatusCode: 403}}}, 0, 1, "", nil},
-		{"HTTP 404", []provReply{{err: &HTTPError{StatusCode: 404}}}, 0, 1, "", nil},
-		{"HTTP 429", []provReply{{err: &HTTPError{StatusCode: 429}}}, 0, 1, "", nil},
-		{"wrapped HTTP 429", []provReply{{err: fmt.Errorf("herd: google places (new): POST x: %w", &HTTPError{StatusCode: 429})}}, 0, 1, "", nil},
+		{"HTTP 400", []provReply{{err: &herd.HTTPError{StatusCode: 400}}}, 0, 1, "", nil},
+		{"HTTP 403", []provReply{{err: &herd.HTTPError{StatusCode: 403}}}, 0, 1, "", nil},
+		{"HTTP 404", []provReply{{err: &herd.HTTPError{StatusCode: 404}}}, 0, 1, "", nil},
+		{"HTTP 429", []provReply{{err: &herd.HTTPError{StatusCode: 429}}}, 0, 1, "", nil},
+		{"wrapped HTTP 429", []provReply{{err: fmt.Errorf("herd: google places (new): POST x: %w", &herd.HTTPError{StatusCode: 429})}}, 0, 1, "", nil},
 		{"not JSON", []provReply{{err: permanentError{errors.New("response is not JSON")}}}, 0, 1, "", nil},
 		{"OVER_QUERY_LIMIT", []provReply{{doc: provStatusDoc("OVER_QUERY_LIMIT")}}, 0, 1, provStatusDoc("OVER_QUERY_LIMIT"), nil},
 		{"REQUEST_DENIED", []provReply{{doc: provStatusDoc("REQUEST_DENIED")}}, 0, 1, provStatusDoc("REQUEST_DENIED"), nil},
@@ -563,10 +568,10 @@ func TestFrugalRetries(t *testing.T) {
 // double from RetryMin up to RetryMax, each drawn between half and all of
 // that, and the same seed gives the same waits.
 func TestFrugalBackoffJitter(t *testing.T) {
-	run := func(seed uint64, q NearbyQuery) (waits []time.Duration) {
+	run := func(seed uint64, q herd.NearbyQuery) (waits []time.Duration) {
 		synctest.Test(t, func(t *testing.T) {
 			var at []time.Time
-			p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+			p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 				at = append(at, time.Now())
 				return nil, errors.New("connection refused")
 			})
@@ -606,7 +611,7 @@ func TestFrugalBackoffJitter(t *testing.T) {
 // retried only until the lookup's timeout, whatever Retries says.
 func TestFrugalRetriesBoundedByTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := &provCounting{replies: []provReply{{err: &HTTPError{StatusCode: 503}}}}
+		p := &provCounting{replies: []provReply{{err: &herd.HTTPError{StatusCode: 503}}}}
 		f := NewFrugal(p, provSysClock{}, FrugalOptions{Retries: 1000, RetryMin: time.Second, RetryMax: time.Second, Timeout: 3500 * time.Millisecond})
 		defer f.Close()
 		start := time.Now()
@@ -720,7 +725,7 @@ func TestFrugalRetriesOverHTTP(t *testing.T) {
 }
 
 func TestFrugalProviderPanicIsAnError(t *testing.T) {
-	p := PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { panic("boom") })
+	p := herd.PlacesFunc(func(context.Context, herd.NearbyQuery) ([]byte, error) { panic("boom") })
 	f := NewFrugal(p, newProvClock(), FrugalOptions{})
 	defer f.Close()
 	_, err := f.Nearby(t.Context(), provQuery(1000, 1))
@@ -740,7 +745,7 @@ func TestFrugalProviderPanicIsAnError(t *testing.T) {
 func TestFrugalClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var sawCancel atomic.Bool
-		p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+		p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 			<-ctx.Done()
 			sawCancel.Store(true)
 			return nil, ctx.Err()
@@ -757,7 +762,7 @@ func TestFrugalClose(t *testing.T) {
 			t.Errorf("in-flight lookup after Close: %v, provider cancelled %v, after %v", err, sawCancel.Load(), time.Since(start))
 		}
 		f.Close() // idempotent
-		if _, err := f.Nearby(t.Context(), provQuery(1000, 1)); !errors.Is(err, ErrPlacesClosed) {
+		if _, err := f.Nearby(t.Context(), provQuery(1000, 1)); !errors.Is(err, ErrClosed) {
 			t.Errorf("after Close: %v", err)
 		}
 	})
@@ -779,9 +784,9 @@ func TestFrugalOptionsDefaults(t *testing.T) {
 // TestFrugalConcurrentMixed runs many lookups of a few queries at once
 // with a tiny cache, for the race detector.
 func TestFrugalConcurrentMixed(t *testing.T) {
-	p := PlacesFunc(func(ctx context.Context, q NearbyQuery) ([]byte, error) {
+	p := herd.PlacesFunc(func(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 		if int(q.RadiusMeters)%3 == 0 {
-			return nil, &HTTPError{StatusCode: 403}
+			return nil, &herd.HTTPError{StatusCode: 403}
 		}
 		return []byte(provOK), nil
 	})
@@ -810,7 +815,7 @@ func TestFrugalConcurrentMixed(t *testing.T) {
 
 func BenchmarkFrugalCacheHit(b *testing.B) {
 	raw := placesFixture(b, "nearby_legacy_google_layout.json")
-	f := NewFrugal(PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{})
+	f := NewFrugal(herd.PlacesFunc(func(context.Context, herd.NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{})
 	defer f.Close()
 	q := provQuery(10000, 5)
 	b.RunParallel(func(pb *testing.PB) {
@@ -822,7 +827,7 @@ func BenchmarkFrugalCacheHit(b *testing.B) {
 
 func BenchmarkFrugalNoCache(b *testing.B) {
 	raw := placesFixture(b, "nearby_legacy_google_layout.json")
-	f := NewFrugal(PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{TTL: -1})
+	f := NewFrugal(herd.PlacesFunc(func(context.Context, herd.NearbyQuery) ([]byte, error) { return raw, nil }), provSysClock{}, FrugalOptions{TTL: -1})
 	defer f.Close()
 	q := provQuery(10000, 5)
 	for b.Loop() {

@@ -1,4 +1,4 @@
-package herd
+package places
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/gdoc"
 )
 
 // provNewRequest is what a fake of the Places API (New) saw.
@@ -61,47 +65,39 @@ func provServe(t testing.TB, status int, fixture string) http.HandlerFunc {
 func TestGoogleNewRequest(t *testing.T) {
 	const key = "AIza+/&= x%"
 	cases := []struct {
-		location, radiusKm string
-		bound              int
-		mask               string
-		wantBody           string
+		lat, lon, meters float64 // as parsed from the wire: +0.0-0.0 has a longitude of -0
+		bound            int
+		mask             string
+		wantBody         string
 	}{
-		{"+34.068930-118.445127", "10", 5, "",
+		{34.06893, -118.445127, 10000, 5, "",
 			`{"locationRestriction":{"circle":{"center":{"latitude":34.06893,"longitude":-118.445127},"radius":10000}},"maxResultCount":5}`},
-		{"+34.068930-118.445127", "10.5871263", 20, "places.displayName",
+		{34.06893, -118.445127, 10587.1263, 20, "places.displayName",
 			`{"locationRestriction":{"circle":{"center":{"latitude":34.06893,"longitude":-118.445127},"radius":10587.1263}},"maxResultCount":20}`},
-		{"-33.8670522+151.1957362", "50", 1, "*",
+		{-33.8670522, 151.1957362, 50000, 1, "*",
 			`{"locationRestriction":{"circle":{"center":{"latitude":-33.8670522,"longitude":151.1957362},"radius":50000}},"maxResultCount":1}`},
-		{"+0.0-0.0", "0.001", 25, "",
+		{0, math.Copysign(0, -1), 1, 25, "",
 			`{"locationRestriction":{"circle":{"center":{"latitude":0,"longitude":0},"radius":1}},"maxResultCount":20}`},
-		{"+90.0-180.0", "0.0001", 0, "",
+		{90, -180, 0.1, 0, "",
 			`{"locationRestriction":{"circle":{"center":{"latitude":90,"longitude":-180},"radius":0.1}}}`},
-		{"+1.5+2.25", "12.3456789012", 3, "",
+		{1.5, 2.25, 12345.6789012, 3, "",
 			`{"locationRestriction":{"circle":{"center":{"latitude":1.5,"longitude":2.25},"radius":12345.6789012}},"maxResultCount":3}`},
 	}
 	translated := placesFixture(t, "translate/out/nearby_new_ok.json")
 	srv, requests := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
 	for i, c := range cases {
-		lat, lon, ok := parseLocation(c.location)
-		if !ok {
-			t.Fatalf("parseLocation(%q) failed", c.location)
-		}
-		m, ok := parseRadius([]byte(c.radiusKm))
-		if !ok {
-			t.Fatalf("parseRadius(%q) failed", c.radiusKm)
-		}
 		// Every other request asks for Google's document untouched.
 		raw, wantDoc := i%2 == 1, translated
 		if raw {
 			wantDoc = placesFixture(t, "nearby_new_ok.json")
 		}
 		g := GoogleNew{BaseURL: srv.URL, Key: key, FieldMask: c.mask, Raw: raw}
-		got, err := g.Nearby(t.Context(), NearbyQuery{Lat: lat, Lon: lon, RadiusMeters: m, MaxResults: c.bound})
+		got, err := g.Nearby(t.Context(), herd.NearbyQuery{Lat: c.lat, Lon: c.lon, RadiusMeters: c.meters, MaxResults: c.bound})
 		if err != nil {
-			t.Fatalf("%s %s: %v", c.location, c.radiusKm, err)
+			t.Fatalf("%v %v %v: %v", c.lat, c.lon, c.meters, err)
 		}
 		if !bytes.Equal(got, wantDoc) {
-			t.Errorf("%s %s (Raw %v): body differs from the expected document:\n%s", c.location, c.radiusKm, raw, got)
+			t.Errorf("%v %v %v (Raw %v): body differs from the expected document:\n%s", c.lat, c.lon, c.meters, raw, got)
 		}
 		mask := c.mask
 		if mask == "" {
@@ -114,7 +110,7 @@ func TestGoogleNewRequest(t *testing.T) {
 		if reqs := requests(); len(reqs) != i+1 {
 			t.Fatalf("%d requests after %d lookups", len(reqs), i+1)
 		} else if diff := cmp.Diff(want, reqs[i]); diff != "" {
-			t.Errorf("%s %s: request (-want +got):\n%s", c.location, c.radiusKm, diff)
+			t.Errorf("%v %v %v: request (-want +got):\n%s", c.lat, c.lon, c.meters, diff)
 		}
 	}
 }
@@ -124,7 +120,7 @@ func TestGoogleNewErrors(t *testing.T) {
 	cases := []struct {
 		name   string
 		handle http.HandlerFunc
-		status int    // of the *HTTPError, 0 for none
+		status int    // of the *herd.HTTPError, 0 for none
 		want   string // after "herd: google places (new): POST <base>/v1/places:searchNearby: "
 		body   string // the WHATSAT body's status and error_message; "" for UNKNOWN_ERROR with the error's text
 	}{
@@ -168,12 +164,12 @@ func TestGoogleNewErrors(t *testing.T) {
 			if diff := cmp.Diff(want, err.Error()); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
-			var he *HTTPError
+			var he *herd.HTTPError
 			switch {
 			case c.status == 0 && errors.As(err, &he):
-				t.Errorf("unexpected *HTTPError %+v", he)
+				t.Errorf("unexpected *herd.HTTPError %+v", he)
 			case c.status != 0 && (!errors.As(err, &he) || he.StatusCode != c.status):
-				t.Errorf("errors.As(*HTTPError) = %+v, want status %d", he, c.status)
+				t.Errorf("errors.As(*herd.HTTPError) = %+v, want status %d", he, c.status)
 			}
 			if strings.Contains(err.Error(), key) {
 				t.Errorf("error shows the key: %v", err)
@@ -183,10 +179,10 @@ func TestGoogleNewErrors(t *testing.T) {
 			}
 			// WHATSAT keeps the shape, with the legacy status and Google's
 			// message.
-			doc := nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: key}, time.Second, provQuery(1000, 3))
+			doc := nearby(t.Context(), newProvClock(), GoogleNew{BaseURL: srv.URL, Key: key}, time.Second, provQuery(1000, 3))
 			wantDoc := errorJSON(want)
 			if status, msg, ok := strings.Cut(c.body, ": "); ok {
-				wantDoc = legacyErrorJSON(status, msg)
+				wantDoc = gdoc.ErrorDoc(status, msg)
 			}
 			if diff := cmp.Diff(string(wantDoc), string(doc)); diff != "" {
 				t.Errorf("WHATSAT body (-want +got):\n%s", diff)
@@ -236,7 +232,7 @@ func TestGoogleNewNotFinite(t *testing.T) {
 	})}
 	nan := 0.0
 	nan = nan / nan
-	for _, q := range []NearbyQuery{{Lat: nan, RadiusMeters: 1}, {RadiusMeters: nan}} {
+	for _, q := range []herd.NearbyQuery{{Lat: nan, RadiusMeters: 1}, {RadiusMeters: nan}} {
 		_, err := GoogleNew{Key: "k", HTTP: hc}.Nearby(t.Context(), q)
 		if err == nil || !strings.HasPrefix(err.Error(), "herd: google places (new): query ") || retryable(err) {
 			t.Errorf("%+v: err = %v", q, err)
@@ -292,21 +288,21 @@ func TestNearbyGoogleNew(t *testing.T) {
 	srv, _ := provNewServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"places":[{"id":"a"},{"id":"b"},{"id":"c"}]}` + "\n\n"))
 	})
-	got := nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: "k"}, time.Second, provQuery(1000, 2))
+	got := nearby(t.Context(), newProvClock(), GoogleNew{BaseURL: srv.URL, Key: "k"}, time.Second, provQuery(1000, 2))
 	want := "{\n   \"html_attributions\" : [],\n   \"results\" : [\n      {\n         \"place_id\" : \"a\"\n      },\n      {\n         \"place_id\" : \"b\"\n      }\n   ],\n   \"status\" : \"OK\"\n}"
 	if diff := cmp.Diff(want, string(got)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: srv.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 2))
+	got = nearby(t.Context(), newProvClock(), GoogleNew{BaseURL: srv.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 2))
 	if want := `{"places":[{"id":"a"},{"id":"b"}]}`; string(got) != want {
 		t.Errorf("raw: got %s, want %s", got, want)
 	}
 	ok, _ := provNewServer(t, provServe(t, 200, "nearby_new_ok.json"))
-	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: ok.URL, Key: "k"}, time.Second, provQuery(1000, 1))
+	got = nearby(t.Context(), newProvClock(), GoogleNew{BaseURL: ok.URL, Key: "k"}, time.Second, provQuery(1000, 1))
 	if want := whatsatJSON(placesFixture(t, "translate/out/nearby_new_ok.json"), 1); !bytes.Equal(got, want) {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	got = nearby(t.Context(), &placesClock{}, GoogleNew{BaseURL: ok.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 1))
+	got = nearby(t.Context(), newProvClock(), GoogleNew{BaseURL: ok.URL, Key: "k", Raw: true}, time.Second, provQuery(1000, 1))
 	if want := placesFixture(t, "whatsat/nearby_new_ok.bound1.json"); !bytes.Equal(got, want) {
 		t.Errorf("raw: got %s, want %s", got, want)
 	}
@@ -314,15 +310,15 @@ func TestNearbyGoogleNew(t *testing.T) {
 
 func TestPlacesHTTPErrorText(t *testing.T) {
 	cases := []struct {
-		e    HTTPError
+		e    herd.HTTPError
 		want string
 	}{
-		{HTTPError{StatusCode: 503}, "HTTP 503 Service Unavailable"},
-		{HTTPError{StatusCode: 599}, "HTTP 599"},
-		{HTTPError{StatusCode: 418, Status: "418 I'm a teapot", Body: " short\n and stout "}, "HTTP 418 I'm a teapot: short and stout"},
-		{HTTPError{StatusCode: 403, Body: `{"error":{"code":403,"status":"PERMISSION_DENIED"}}`}, "HTTP 403 PERMISSION_DENIED"},
-		{HTTPError{StatusCode: 400, Body: `{"error":{"message":"no status"}}`}, `HTTP 400 Bad Request: {"error":{"message":"no status"}}`},
-		{HTTPError{StatusCode: 500, Body: `{"error":"flat"}`}, `HTTP 500 Internal Server Error: {"error":"flat"}`},
+		{herd.HTTPError{StatusCode: 503}, "HTTP 503 Service Unavailable"},
+		{herd.HTTPError{StatusCode: 599}, "HTTP 599"},
+		{herd.HTTPError{StatusCode: 418, Status: "418 I'm a teapot", Body: " short\n and stout "}, "HTTP 418 I'm a teapot: short and stout"},
+		{herd.HTTPError{StatusCode: 403, Body: `{"error":{"code":403,"status":"PERMISSION_DENIED"}}`}, "HTTP 403 PERMISSION_DENIED"},
+		{herd.HTTPError{StatusCode: 400, Body: `{"error":{"message":"no status"}}`}, `HTTP 400 Bad Request: {"error":{"message":"no status"}}`},
+		{herd.HTTPError{StatusCode: 500, Body: `{"error":"flat"}`}, `HTTP 500 Internal Server Error: {"error":"flat"}`},
 	}
 	for _, c := range cases {
 		if got := c.e.Error(); got != c.want {

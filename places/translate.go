@@ -1,6 +1,6 @@
-package herd
+package places
 
-// places_new_translate.go: turning a Places API (New) searchNearby answer
+// translate.go: turning a Places API (New) searchNearby answer
 // into the legacy Nearby Search document that the protocol promises, so
 // that WHATSAT has one shape whichever Google API is behind the server.
 
@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/proxyherd/herd/internal/gdoc"
 )
 
 // newPlacesDoc is the part of a searchNearby response that the
@@ -72,7 +74,7 @@ var newPriceLevels = map[string]int{
 // It fails, with a message naming the member, when raw is not a JSON
 // object or a member has the wrong JSON type. It does no I/O.
 func translateNew(raw []byte) ([]byte, error) {
-	if i := skipSpace(raw, 0); i == len(raw) || raw[i] != '{' {
+	if i := gdoc.SkipSpace(raw, 0); i == len(raw) || raw[i] != '{' {
 		return nil, errors.New("response is not a JSON object")
 	}
 	var doc newPlacesDoc
@@ -80,11 +82,11 @@ func translateNew(raw []byte) ([]byte, error) {
 		return nil, fmt.Errorf("response is not a Places API (New) document: %s", describeJSONError(raw, err))
 	}
 	places := doc.Places[:min(len(doc.Places), maxNewResults)]
-	results := make([]legacyResult, len(places))
+	results := make([]gdoc.Result, len(places))
 	for i := range places {
 		results[i] = places[i].legacy()
 	}
-	return legacyAnswer(results), nil
+	return gdoc.Answer(results), nil
 }
 
 // legacy returns p as a legacy result. Members p does not have (or has
@@ -105,37 +107,37 @@ func translateNew(raw []byte) ([]byte, error) {
 //   - rating is rating, user_ratings_total is userRatingCount;
 //   - types is types;
 //   - vicinity is shortFormattedAddress, or else formattedAddress.
-func (p *newPlace) legacy() legacyResult {
-	r := legacyResult{
-		businessStatus:      p.BusinessStatus,
-		iconBackgroundColor: p.IconBackgroundColor,
-		iconMaskBaseURI:     p.IconMaskBaseURI,
-		placeID:             p.ID,
-		rating:              p.Rating,
-		types:               p.Types,
-		userRatingsTotal:    p.UserRatingCount,
-		vicinity:            p.ShortFormattedAddress,
+func (p *newPlace) legacy() gdoc.Result {
+	r := gdoc.Result{
+		BusinessStatus:      p.BusinessStatus,
+		IconBackgroundColor: p.IconBackgroundColor,
+		IconMaskBaseURI:     p.IconMaskBaseURI,
+		PlaceID:             p.ID,
+		Rating:              p.Rating,
+		Types:               p.Types,
+		UserRatingsTotal:    p.UserRatingCount,
+		Vicinity:            p.ShortFormattedAddress,
 	}
 	if p.Location != nil {
-		r.hasLocation, r.lat, r.lng = true, p.Location.Latitude, p.Location.Longitude
+		r.HasLocation, r.Lat, r.Lng = true, p.Location.Latitude, p.Location.Longitude
 	}
 	if p.IconMaskBaseURI != "" {
-		r.icon = p.IconMaskBaseURI + ".png"
+		r.Icon = p.IconMaskBaseURI + ".png"
 	}
 	if p.DisplayName != nil {
-		r.name = p.DisplayName.Text
+		r.Name = p.DisplayName.Text
 	}
 	switch {
 	case p.CurrentOpeningHours != nil && p.CurrentOpeningHours.OpenNow != nil:
-		r.openNow = p.CurrentOpeningHours.OpenNow
+		r.OpenNow = p.CurrentOpeningHours.OpenNow
 	case p.RegularOpeningHours != nil:
-		r.openNow = p.RegularOpeningHours.OpenNow
+		r.OpenNow = p.RegularOpeningHours.OpenNow
 	}
 	if level, ok := newPriceLevels[p.PriceLevel]; ok {
-		r.priceLevel = &level
+		r.PriceLevel = &level
 	}
-	if r.vicinity == "" {
-		r.vicinity = p.FormattedAddress
+	if r.Vicinity == "" {
+		r.Vicinity = p.FormattedAddress
 	}
 	return r
 }

@@ -1,6 +1,6 @@
-package herd
+package places
 
-// places_select.go: choosing and building the Places provider from a
+// select.go: choosing and building the Places provider from a
 // configuration that suits JSON files and command-line flags.
 
 import (
@@ -10,36 +10,38 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/proxyherd/herd"
 )
 
-// Places provider kinds for [PlacesConfig.Kind].
+// Places provider kinds for [Config.Kind].
 const (
-	// PlacesAuto picks PlacesNew when a key is set and PlacesOffline
+	// KindAuto picks KindNew when a key is set and KindOffline
 	// otherwise.
-	PlacesAuto = ""
-	// PlacesLegacy is the legacy Google Nearby Search ([GoogleLegacy]),
+	KindAuto = ""
+	// KindLegacy is the legacy Google Nearby Search ([GoogleLegacy]),
 	// which Google keeps only for projects that used it before 2025.
-	PlacesLegacy = "legacy"
-	// PlacesNew is the Places API (New) Nearby Search ([GoogleNew]),
+	KindLegacy = "legacy"
+	// KindNew is the Places API (New) Nearby Search ([GoogleNew]),
 	// its answers translated into the legacy Nearby Search shape that
 	// the protocol promises.
-	PlacesNew = "new"
-	// PlacesNewRaw is the Places API (New) Nearby Search with its answers
+	KindNew = "new"
+	// KindNewRaw is the Places API (New) Nearby Search with its answers
 	// untouched ([GoogleNew] with Raw set): WHATSAT replies then leave
 	// the protocol's shape (a "places" array instead of "results", no
 	// status), for clients written for the new API.
-	PlacesNewRaw = "new-raw"
-	// PlacesOffline is an offline [Catalogue].
-	PlacesOffline = "offline"
+	KindNewRaw = "new-raw"
+	// KindOffline is an offline [Catalogue].
+	KindOffline = "offline"
 )
 
-// PlacesConfig chooses and tunes the Places provider behind WHATSAT. Its
+// Config chooses and tunes the Places provider behind WHATSAT. Its
 // JSON form (the tags below) suits configuration files, and every field
-// suits a command-line flag (durations are [PlacesDuration], which is a
+// suits a command-line flag (durations are [Duration], which is a
 // flag.Value). The zero value means: the Places API (New) if Key is set,
 // else the built-in offline catalogue, with the default cache and limits.
-// Pass it to [NewPlaces].
-type PlacesConfig struct {
+// Pass it to [New].
+type Config struct {
 	// Kind is "legacy", "new", "new-raw", "offline" or "" (auto: "new"
 	// when Key is set, else "offline").
 	Kind string `json:"kind,omitempty"`
@@ -58,7 +60,7 @@ type PlacesConfig struct {
 
 	// CacheTTL is FrugalOptions.TTL: 0 means 5m, negative turns the
 	// cache off.
-	CacheTTL PlacesDuration `json:"cache_ttl,omitempty"`
+	CacheTTL Duration `json:"cache_ttl,omitempty"`
 	// CacheEntries is FrugalOptions.MaxEntries: 0 means 1024, negative
 	// turns the cache off.
 	CacheEntries int `json:"cache_entries,omitempty"`
@@ -67,17 +69,17 @@ type PlacesConfig struct {
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// SlotWait is FrugalOptions.SlotWait: 0 means 2s, negative means no
 	// waiting for a slot.
-	SlotWait PlacesDuration `json:"slot_wait,omitempty"`
+	SlotWait Duration `json:"slot_wait,omitempty"`
 	// Retries is FrugalOptions.Retries: 0 means 2, negative means none.
 	Retries int `json:"retries,omitempty"`
 	// RetryMin and RetryMax are FrugalOptions.RetryMin and RetryMax: 0
 	// means 100ms and 2s. Neither may be negative.
-	RetryMin PlacesDuration `json:"retry_min,omitempty"`
-	RetryMax PlacesDuration `json:"retry_max,omitempty"`
+	RetryMin Duration `json:"retry_min,omitempty"`
+	RetryMax Duration `json:"retry_max,omitempty"`
 	// Timeout is FrugalOptions.Timeout, the bound on one merged lookup:
-	// 0 means DefaultPlacesTimeout (10s). Keep it equal to
+	// 0 means herd.DefaultPlacesTimeout (10s). Keep it equal to
 	// Config.PlacesTimeout. It may not be negative.
-	Timeout PlacesDuration `json:"timeout,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
 	// Seed is FrugalOptions.Seed, the key of the retry jitter.
 	Seed uint64 `json:"seed,omitempty"`
 
@@ -85,77 +87,77 @@ type PlacesConfig struct {
 	HTTP *http.Client `json:"-"`
 }
 
-// PlacesDuration is a time.Duration written as text ("1m30s") in JSON
+// Duration is a time.Duration written as text ("1m30s") in JSON
 // and on the command line: it implements encoding.TextMarshaler,
 // encoding.TextUnmarshaler and flag.Value.
-type PlacesDuration time.Duration
+type Duration time.Duration
 
 // String returns the duration as time.Duration writes it ("1m30s"); the
 // flag package calls it for defaults and usage.
-func (d PlacesDuration) String() string { return time.Duration(d).String() }
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // Set parses s with time.ParseDuration ("90s", "1m30s"); the flag package
-// calls it, which makes *PlacesDuration a flag.Value.
-func (d *PlacesDuration) Set(s string) error {
+// calls it, which makes *Duration a flag.Value.
+func (d *Duration) Set(s string) error {
 	v, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
 		return err
 	}
-	*d = PlacesDuration(v)
+	*d = Duration(v)
 	return nil
 }
 
 // MarshalText writes the duration as String does; encoding/json calls it,
 // so durations are JSON strings.
-func (d PlacesDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // UnmarshalText parses text as Set does; encoding/json calls it for a
 // JSON string (a JSON number is an error).
-func (d *PlacesDuration) UnmarshalText(text []byte) error { return d.Set(string(text)) }
+func (d *Duration) UnmarshalText(text []byte) error { return d.Set(string(text)) }
 
 // kind returns the provider kind c selects, resolving auto.
-func (c *PlacesConfig) kind() string {
-	if c.Kind == PlacesAuto {
+func (c *Config) kind() string {
+	if c.Kind == KindAuto {
 		if c.Key != "" {
-			return PlacesNew
+			return KindNew
 		}
-		return PlacesOffline
+		return KindOffline
 	}
 	return c.Kind
 }
 
-// NewPlaces validates cfg and builds the provider it selects, wrapped in a
+// New validates cfg and builds the provider it selects, wrapped in a
 // [Frugal] that reads time from clock (nil means the system clock). The
-// result is what [Config.Places] wants; its String method describes the
+// result is what [herd.Config.Places] wants; its String method describes the
 // provider for the demo to print ("offline catalogue (39 places)",
 // "Google Places API (New)"), never with the key.
 //
-// A service calls it once at start-up, before [New]. It reads the
+// A service calls it once at start-up, before [herd.New]. It reads the
 // catalogue file, if one is named, and does no other I/O. Every problem is
 // reported, each naming its field, in an error that wraps
-// [ErrInvalidConfig].
-func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
+// [herd.ErrInvalidConfig].
+func New(cfg Config, clock herd.Clock) (*Frugal, error) {
 	var errs *multierror.Error
 	bad := func(field, format string, args ...any) {
-		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", herd.ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
 	}
 	kind := cfg.kind()
 	why := ""
-	if cfg.Kind == PlacesAuto {
-		if kind == PlacesNew {
+	if cfg.Kind == KindAuto {
+		if kind == KindNew {
 			why = " because Key is set"
 		} else {
 			why = " because Key is empty"
 		}
 	}
 	switch kind {
-	case PlacesLegacy, PlacesNew, PlacesNewRaw, PlacesOffline:
+	case KindLegacy, KindNew, KindNewRaw, KindOffline:
 	default:
-		bad("Kind", "%q is not one of %q, %q, %q, %q or empty (auto)", cfg.Kind, PlacesLegacy, PlacesNew, PlacesNewRaw, PlacesOffline)
+		bad("Kind", "%q is not one of %q, %q, %q, %q or empty (auto)", cfg.Kind, KindLegacy, KindNew, KindNewRaw, KindOffline)
 		kind = "" // check no field against an unknown kind
 	}
-	newAPI := kind == PlacesNew || kind == PlacesNewRaw
-	google := kind == PlacesLegacy || newAPI
+	newAPI := kind == KindNew || kind == KindNewRaw
+	google := kind == KindLegacy || newAPI
 	if google {
 		switch {
 		case cfg.Key == "":
@@ -173,17 +175,17 @@ func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
 	}
 	if cfg.FieldMask != "" && kind != "" {
 		if !newAPI {
-			bad("FieldMask", "only kinds %q and %q use it, and kind is %q%s", PlacesNew, PlacesNewRaw, kind, why)
+			bad("FieldMask", "only kinds %q and %q use it, and kind is %q%s", KindNew, KindNewRaw, kind, why)
 		} else if err := checkFieldMask(cfg.FieldMask); err != nil {
 			bad("FieldMask", "%v", err)
 		}
 	}
-	if cfg.Catalogue != "" && kind != "" && kind != PlacesOffline {
-		bad("Catalogue", "only kind %q reads a catalogue, and kind is %q%s", PlacesOffline, kind, why)
+	if cfg.Catalogue != "" && kind != "" && kind != KindOffline {
+		bad("Catalogue", "only kind %q reads a catalogue, and kind is %q%s", KindOffline, kind, why)
 	}
 	for _, d := range []struct {
 		field string
-		v     PlacesDuration
+		v     Duration
 	}{{"RetryMin", cfg.RetryMin}, {"RetryMax", cfg.RetryMax}, {"Timeout", cfg.Timeout}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
@@ -193,13 +195,13 @@ func NewPlaces(cfg PlacesConfig, clock Clock) (*Frugal, error) {
 		bad("RetryMax", "%v is below RetryMin %v", cfg.RetryMax, cfg.RetryMin)
 	}
 
-	var next PlacesClient
+	var next herd.PlacesClient
 	switch kind {
-	case PlacesLegacy:
+	case KindLegacy:
 		next = GoogleLegacy{BaseURL: cfg.BaseURL, Key: cfg.Key, HTTP: cfg.HTTP}
-	case PlacesNew, PlacesNewRaw:
-		next = GoogleNew{BaseURL: cfg.BaseURL, Key: cfg.Key, FieldMask: cfg.FieldMask, HTTP: cfg.HTTP, Raw: kind == PlacesNewRaw}
-	case PlacesOffline:
+	case KindNew, KindNewRaw:
+		next = GoogleNew{BaseURL: cfg.BaseURL, Key: cfg.Key, FieldMask: cfg.FieldMask, HTTP: cfg.HTTP, Raw: kind == KindNewRaw}
+	case KindOffline:
 		if cfg.Catalogue == "" {
 			next = DefaultCatalogue()
 		} else if c, err := LoadCatalogue(cfg.Catalogue); err != nil {

@@ -1,6 +1,6 @@
-package herd
+package places
 
-// places_offline.go: a Places provider that answers from a fixed list of
+// offline.go: a Places provider that answers from a fixed list of
 // places, for demos without a Google key and for tests. It writes the
 // legacy Nearby Search document, laid out as Google lays it out.
 
@@ -20,7 +20,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/gdoc"
 )
 
 // Place is one entry of a [Catalogue].
@@ -42,7 +44,7 @@ type Place struct {
 	Vicinity string
 }
 
-// Catalogue is an offline [PlacesClient]: it answers Nearby Search queries
+// Catalogue is an offline [herd.PlacesClient]: it answers Nearby Search queries
 // from a fixed list of places, with no network, in the legacy Nearby Search
 // shape (html_attributions, results with geometry.location, name,
 // place_id, types and vicinity, and status), laid out like Google's own
@@ -105,12 +107,12 @@ func checkPlace(p *Place) error {
 		return fmt.Errorf("location.lng: %v is outside [-180, 180]", p.Lng)
 	}
 	for j, t := range p.Types {
-		if t == "" || strings.ContainsFunc(t, isSpace) {
+		if t == "" || strings.ContainsAny(t, protocolSpace) {
 			return fmt.Errorf("types[%d]: %q is not a place type (non-empty, no white space)", j, t)
 		}
 	}
 	if p.PlaceID == "" {
-		h := sha256.Sum256([]byte(p.Name + "\x00" + formatFloat(p.Lat) + "," + formatFloat(p.Lng)))
+		h := sha256.Sum256([]byte(p.Name + "\x00" + gdoc.FormatFloat(p.Lat) + "," + gdoc.FormatFloat(p.Lng)))
 		p.PlaceID = "offline-" + hex.EncodeToString(h[:8])
 	}
 	return nil
@@ -162,7 +164,7 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 	for i, raw := range *f.Places {
 		var e catalogueEntry
 		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return nil, fmt.Errorf("herd: catalogue: places[%d]: want an object, got %s", i, snippet(t, 40))
+			return nil, fmt.Errorf("herd: catalogue: places[%d]: want an object, got %s", i, gdoc.Snippet(t, 40))
 		}
 		if err := strictUnmarshal(raw, &e); err != nil {
 			name := ""
@@ -269,7 +271,7 @@ func jsonKind(t reflect.Type) string {
 }
 
 // LoadCatalogue reads and parses the catalogue file at path (see
-// [ParseCatalogue]); [NewPlaces] calls it for [PlacesConfig.Catalogue],
+// [ParseCatalogue]); [New] calls it for [Config.Catalogue],
 // once, at start-up. Errors name the path. It blocks only while reading
 // the file.
 func LoadCatalogue(path string) (*Catalogue, error) {
@@ -290,7 +292,7 @@ func LoadCatalogue(path string) (*Catalogue, error) {
 // shipped data of the library, and tools are free to drop testdata
 // directories from what they package.
 //
-//go:embed places_catalogue.json
+//go:embed catalogue.json
 var embeddedCatalogue []byte
 
 var defaultCatalogue = sync.OnceValue(func() *Catalogue {
@@ -305,10 +307,10 @@ var defaultCatalogue = sync.OnceValue(func() *Catalogue {
 // places around UCLA in Westwood, Los Angeles (where the protocol's
 // example client, kiwi.cs.ucla.edu, reports from), a few farther across
 // Los Angeles and a few elsewhere in the world. The locations are close to
-// the real ones but are demo data, not a reference. [NewPlaces] uses it
+// the real ones but are demo data, not a reference. [New] uses it
 // when no Google key is set. The result is shared and immutable; the
 // first call parses it, and no call blocks otherwise. The data is the file
-// places_catalogue.json at the module root.
+// catalogue.json beside this file.
 func DefaultCatalogue() *Catalogue { return defaultCatalogue() }
 
 // Len returns the number of places. It does not block.
@@ -334,7 +336,7 @@ func (c *Catalogue) Places() []Place {
 
 // String describes the catalogue for logs and demos: "offline catalogue
 // (39 places)", or "offline catalogue places.json (3 places)" for one
-// loaded from a file. [NewPlaces]'s result returns it
+// loaded from a file. [New]'s result returns it
 // for the demo to print. It does not block.
 func (c *Catalogue) String() string {
 	n := c.Len()
@@ -358,7 +360,7 @@ func (c *Catalogue) String() string {
 // The node calls it from a client connection's goroutine, possibly from
 // several at once. It does no I/O and does not block; it returns ctx's
 // error if ctx is already done, and never fails otherwise.
-func (c *Catalogue) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+func (c *Catalogue) Nearby(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("herd: offline catalogue: %w", err)
 	}
@@ -393,12 +395,16 @@ func (c *Catalogue) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 	})
 	hits = hits[:min(len(hits), bound)]
 
-	results := make([]legacyResult, len(hits))
+	results := make([]gdoc.Result, len(hits))
 	for i, h := range hits {
 		results[i] = h.p.legacy()
 	}
-	return legacyAnswer(results), nil
+	return gdoc.Answer(results), nil
 }
+
+// protocolSpace holds the bytes that separate fields on the wire
+// (docs/protocol.md section 1), which a place type must not contain.
+const protocolSpace = " \t\r\n\f\v"
 
 // haversineMeters returns the great-circle distance in metres between two
 // points given in decimal degrees.
@@ -411,96 +417,19 @@ func haversineMeters(lat1, lon1, lat2, lon2 float64) float64 {
 	return 2 * earthRadiusMeters * math.Asin(math.Sqrt(min(a, 1)))
 }
 
-// googleWriter writes JSON laid out like Google's Places documents: three
-// spaces per level, `"name" : value`, members in the order written
-// (Google's are alphabetical), arrays of strings on one line.
-type googleWriter struct{ b []byte }
-
-func (w *googleWriter) raw(s string) { w.b = append(w.b, s...) }
-
-func (w *googleWriter) indent(level int) {
-	for range level {
-		w.b = append(w.b, "   "...)
-	}
-}
-
-// member writes the indent, the quoted name and " : ".
-func (w *googleWriter) member(level int, name string) {
-	w.indent(level)
-	w.str(name)
-	w.raw(" : ")
-}
-
-// str writes s as a JSON string, escaping as encoding/json does without
-// HTML escaping (Google does not escape <, > and & either): invalid UTF-8
-// becomes U+FFFD.
-func (w *googleWriter) str(s string) { w.b = appendJSONString(w.b, s) }
-
-// appendJSONString appends s to b as a JSON string, byte for byte as
-// encoding/json writes it with SetEscapeHTML(false).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 // legacy returns p as a legacy result: a catalogue result always has its
 // geometry, name, place_id and types ([] when it has none), and a vicinity
 // when it has one.
-func (p *Place) legacy() legacyResult {
+func (p *Place) legacy() gdoc.Result {
 	types := p.Types
 	if types == nil {
 		types = []string{}
 	}
-	return legacyResult{
-		hasLocation: true, lat: p.Lat, lng: p.Lng,
-		name:     p.Name,
-		placeID:  p.PlaceID,
-		types:    types,
-		vicinity: p.Vicinity,
+	return gdoc.Result{
+		HasLocation: true, Lat: p.Lat, Lng: p.Lng,
+		Name:     p.Name,
+		PlaceID:  p.PlaceID,
+		Types:    types,
+		Vicinity: p.Vicinity,
 	}
 }

@@ -1,9 +1,9 @@
-package herd
+package places
 
-// places_new.go: the client for Google's Places API (New) Nearby Search,
+// google_new.go: the client for Google's Places API (New) Nearby Search,
 // the only Nearby Search that Google keys created for new projects can use.
 // Its answers are translated into the legacy shape by
-// places_new_translate.go.
+// translate.go.
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/gdoc"
 )
 
 // DefaultGoogleNewBaseURL is where [GoogleNew] sends requests when its
@@ -36,9 +39,9 @@ const DefaultFieldMask = "places.businessStatus,places.displayName,places.format
 // accepts, and its default.
 const maxNewResults = 20
 
-// GoogleNew is a [PlacesClient] for the Places API (New) Nearby Search
-// (POST /v1/places:searchNearby). Set it as [Config.Places], or let
-// [NewPlaces] build it (Kind "new"); the zero value of every field but Key
+// GoogleNew is a [herd.PlacesClient] for the Places API (New) Nearby Search
+// (POST /v1/places:searchNearby). Set it as [herd.Config.Places], or let
+// [New] build it (Kind "new"); the zero value of every field but Key
 // works. It is safe for concurrent use when HTTP is.
 //
 // Its answer is Google's document translated into the legacy Nearby
@@ -84,14 +87,14 @@ type GoogleNew struct {
 // several at once. It blocks until the response has been read or ctx is
 // done. Any HTTP 2xx response whose body is JSON is answered. Errors are
 // prefixed "herd: google places (new): " and name the request, never the
-// key; a status outside 2xx wraps an [*HTTPError] whose text keeps
+// key; a status outside 2xx wraps an [*herd.HTTPError] whose text keeps
 // Google's status and message ("HTTP 403 PERMISSION_DENIED: Places API
 // (New) has not been used in project ..."), and which the WHATSAT reply
 // turns into the matching legacy status (REQUEST_DENIED here). A body
 // that does not translate (not an object, or a member of the wrong type)
 // is an error that Frugal does not retry. A location or radius that is
 // not a finite number is an error, and no request is sent.
-func (g GoogleNew) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+func (g GoogleNew) Nearby(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 	const prefix = "herd: google places (new): "
 	u, err := endpointURL(g.BaseURL, DefaultGoogleNewBaseURL, "/v1/places:searchNearby")
 	if err != nil {
@@ -130,14 +133,14 @@ func (g GoogleNew) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 // newNearbyBody returns the searchNearby request body for q; it is
 // written by hand so that its bytes are fixed and numbers are never in
 // exponent form.
-func newNearbyBody(q NearbyQuery) []byte {
+func newNearbyBody(q herd.NearbyQuery) []byte {
 	b := make([]byte, 0, 160)
 	b = append(b, `{"locationRestriction":{"circle":{"center":{"latitude":`...)
-	b = append(b, formatFloat(q.Lat)...)
+	b = append(b, gdoc.FormatFloat(q.Lat)...)
 	b = append(b, `,"longitude":`...)
-	b = append(b, formatFloat(q.Lon)...)
+	b = append(b, gdoc.FormatFloat(q.Lon)...)
 	b = append(b, `},"radius":`...)
-	b = append(b, formatFloat(q.RadiusMeters)...)
+	b = append(b, gdoc.FormatFloat(q.RadiusMeters)...)
 	b = append(b, `}}`...)
 	if q.MaxResults > 0 {
 		b = append(b, `,"maxResultCount":`...)

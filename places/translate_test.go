@@ -1,4 +1,4 @@
-package herd
+package places
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/proxyherd/herd/client"
 )
 
 // translateGolden compares got with the golden file
@@ -177,7 +179,7 @@ func TestGoogleNewErrorGolden(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv, reqs := provNewServer(t, c.handle)
 			g := GoogleNew{BaseURL: srv.URL, Key: key}
-			got := nearby(t.Context(), &placesClock{}, g, time.Second, provQuery(1000, 3))
+			got := nearby(t.Context(), newProvClock(), g, time.Second, provQuery(1000, 3))
 			translateGolden(t, c.name, got)
 			var doc struct {
 				ErrorMessage string   `json:"error_message"`
@@ -464,7 +466,7 @@ func TestTranslateNewProperty(t *testing.T) {
 			t.Fatalf("iteration %d: %v\n%s", iter, err, raw)
 		}
 		checkTranslation(t, raw, translated)
-		bound := rng.IntN(21)
+		bound := 1 + rng.IntN(20) // a bound of 0 never asks the provider
 		body := whatsatJSON(translated, bound)
 		got := decodeLegacy(t, body)
 		if len(got.Results) > min(bound, 20) || len(got.Results) != min(n, bound) {
@@ -477,7 +479,7 @@ func TestTranslateNewProperty(t *testing.T) {
 }
 
 // TestGoogleNewWhatsatEndToEnd is what a course-style client sees from a
-// node whose provider is the Places API (New), as NewPlaces builds it for
+// node whose provider is the Places API (New), as New builds it for
 // a key: a loopback fake of the new API answers 20 places whatever
 // maxResultCount says, and every WHATSAT reply is the AT line, then a
 // legacy document with status OK and at most the bound's results, then an
@@ -493,23 +495,32 @@ func TestGoogleNewWhatsatEndToEnd(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\n  \"places\": [%s]\n}\n", strings.Join(places, ","))
 	})
-	f, err := NewPlaces(PlacesConfig{Key: "test-key-for-the-fake", BaseURL: srv.URL}, nil)
+	f, err := New(Config{Key: "test-key-for-the-fake", BaseURL: srv.URL}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	n := startNode(t, Config{Name: "Goloman", Places: f})
-	c := dialNode(t, n)
-	c.send("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n")
-	at := c.line()
+	n := startNode(t, f)
+	c, err := client.Dial(t.Context(), n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	at, err := c.IAMATText(t.Context(), "kiwi.cs.ucla.edu", "+34.068930-118.445127", "1520023934.918963997")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, bound := range []int{3, 20, 3, 1} {
-		c.send(fmt.Sprintf("WHATSAT kiwi.cs.ucla.edu 10 %d\n", bound))
-		reply := c.whatsat()
+		nb, err := c.WHATSAT(t.Context(), "kiwi.cs.ucla.edu", 10, bound)
+		if err != nil {
+			t.Fatalf("bound %d: %v", bound, err)
+		}
+		reply := string(nb.Bytes())
 		// What a grading script does: the first line is the AT line,
 		// the rest up to the empty line is JSON.
 		first, rest, _ := strings.Cut(reply, "\n")
-		if first+"\n" != at {
-			t.Fatalf("bound %d: first line %q, want %q", bound, first, at)
+		if first != at.Line {
+			t.Fatalf("bound %d: first line %q, want %q", bound, first, at.Line)
 		}
 		var doc struct {
 			HTMLAttributions []any `json:"html_attributions"`

@@ -1,9 +1,9 @@
-package herd
+package places
 
-// places_frugal.go: a PlacesClient wrapper that spends the provider's
+// frugal.go: a herd.PlacesClient wrapper that spends the provider's
 // quota carefully: identical lookups in flight are merged, answers are
 // cached for a while, provider calls are capped, and transient failures are
-// retried with jittered backoff. All time comes from the Clock.
+// retried with jittered backoff. All time comes from the herd.Clock.
 
 import (
 	"container/list"
@@ -22,38 +22,42 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/gdoc"
+	"github.com/proxyherd/herd/internal/realtime"
 )
 
 // Defaults for the zero values of [FrugalOptions] (and of the matching
-// [PlacesConfig] fields).
+// [Config] fields).
 const (
-	// DefaultPlacesCacheTTL is how long an answer is reused. Check your
+	// DefaultCacheTTL is how long an answer is reused. Check your
 	// provider's terms before raising it: Google's allow only
 	// short-lived caching of most Places content.
-	DefaultPlacesCacheTTL = 5 * time.Minute
-	// DefaultPlacesCacheEntries bounds the number of cached answers.
-	DefaultPlacesCacheEntries = 1024
-	// DefaultPlacesMaxInFlight caps the provider calls outstanding at
+	DefaultCacheTTL = 5 * time.Minute
+	// DefaultCacheEntries bounds the number of cached answers.
+	DefaultCacheEntries = 1024
+	// DefaultMaxInFlight caps the provider calls outstanding at
 	// once.
-	DefaultPlacesMaxInFlight = 8
-	// DefaultPlacesSlotWait bounds the wait for a provider slot.
-	DefaultPlacesSlotWait = 2 * time.Second
-	// DefaultPlacesRetries is how many times a transient failure is
+	DefaultMaxInFlight = 8
+	// DefaultSlotWait bounds the wait for a provider slot.
+	DefaultSlotWait = 2 * time.Second
+	// DefaultRetries is how many times a transient failure is
 	// retried.
-	DefaultPlacesRetries = 2
-	// DefaultPlacesRetryMin and DefaultPlacesRetryMax bound the backoff
+	DefaultRetries = 2
+	// DefaultRetryMin and DefaultRetryMax bound the backoff
 	// between attempts.
-	DefaultPlacesRetryMin = 100 * time.Millisecond
-	DefaultPlacesRetryMax = 2 * time.Second
+	DefaultRetryMin = 100 * time.Millisecond
+	DefaultRetryMax = 2 * time.Second
 )
 
 // Errors from [Frugal]; use errors.Is.
 var (
-	// ErrPlacesBusy is wrapped by the error of a lookup that found every
+	// ErrBusy is wrapped by the error of a lookup that found every
 	// provider slot taken for longer than [FrugalOptions.SlotWait].
-	ErrPlacesBusy = errors.New("herd: places: provider busy")
-	// ErrPlacesClosed is returned by [Frugal.Nearby] after [Frugal.Close].
-	ErrPlacesClosed = errors.New("herd: places: provider closed")
+	ErrBusy = errors.New("herd: places: provider busy")
+	// ErrClosed is returned by [Frugal.Nearby] after [Frugal.Close].
+	ErrClosed = errors.New("herd: places: provider closed")
 )
 
 // FrugalOptions tunes a [Frugal]. The zero value of every field means the
@@ -61,38 +65,38 @@ var (
 type FrugalOptions struct {
 	// TTL is how long a successful answer (status OK or ZERO_RESULTS, or
 	// an untranslated Places API (New) document) is reused for the same
-	// query, on the Clock. Zero means DefaultPlacesCacheTTL (5m);
+	// query, on the herd.Clock. Zero means DefaultCacheTTL (5m);
 	// negative turns the cache off.
 	TTL time.Duration
 	// MaxEntries bounds the cache; the least recently used answer is
-	// dropped first. Zero means DefaultPlacesCacheEntries (1024);
+	// dropped first. Zero means DefaultCacheEntries (1024);
 	// negative turns the cache off.
 	MaxEntries int
 	// MaxInFlight caps the provider calls outstanding at once, over all
-	// queries. Zero means DefaultPlacesMaxInFlight (8); negative means no
+	// queries. Zero means DefaultMaxInFlight (8); negative means no
 	// cap.
 	MaxInFlight int
 	// SlotWait bounds how long a lookup waits for a provider slot when
 	// MaxInFlight calls are outstanding; it then fails with
-	// ErrPlacesBusy. Zero means DefaultPlacesSlotWait (2s); negative means
+	// ErrBusy. Zero means DefaultSlotWait (2s); negative means
 	// not waiting at all.
 	SlotWait time.Duration
 	// Retries is how many times a lookup is tried again after a transient
 	// failure: a transport error, an HTTP 5xx status, or a document with
 	// status UNKNOWN_ERROR. HTTP 4xx statuses and the statuses
 	// OVER_QUERY_LIMIT, REQUEST_DENIED and INVALID_REQUEST are never
-	// retried. Zero means DefaultPlacesRetries (2); negative means none.
+	// retried. Zero means DefaultRetries (2); negative means none.
 	Retries int
 	// RetryMin and RetryMax bound the backoff before each retry: it
 	// doubles from RetryMin up to RetryMax, and each wait is drawn
-	// between half of that and all of it. Zeros mean DefaultPlacesRetryMin
-	// (100ms) and DefaultPlacesRetryMax (2s).
+	// between half of that and all of it. Zeros mean DefaultRetryMin
+	// (100ms) and DefaultRetryMax (2s).
 	RetryMin, RetryMax time.Duration
 	// Timeout bounds one merged lookup, retries and slot wait included.
 	// The lookup runs apart from the callers that asked for it, so that
 	// the first caller giving up does not fail the others; each caller
 	// still returns as soon as its own ctx is done. Zero means
-	// DefaultPlacesTimeout (10s).
+	// herd.DefaultPlacesTimeout (10s).
 	Timeout time.Duration
 	// Seed keys the backoff jitter. The jitter of a lookup depends only
 	// on Seed, the query and the attempt, never on scheduling or a global
@@ -104,29 +108,29 @@ type FrugalOptions struct {
 // withDefaults returns o with its zero fields set to their defaults.
 func (o FrugalOptions) withDefaults() FrugalOptions {
 	if o.TTL == 0 {
-		o.TTL = DefaultPlacesCacheTTL
+		o.TTL = DefaultCacheTTL
 	}
 	if o.MaxEntries == 0 {
-		o.MaxEntries = DefaultPlacesCacheEntries
+		o.MaxEntries = DefaultCacheEntries
 	}
 	if o.MaxInFlight == 0 {
-		o.MaxInFlight = DefaultPlacesMaxInFlight
+		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.SlotWait == 0 {
-		o.SlotWait = DefaultPlacesSlotWait
+		o.SlotWait = DefaultSlotWait
 	}
 	if o.Retries == 0 {
-		o.Retries = DefaultPlacesRetries
+		o.Retries = DefaultRetries
 	}
 	if o.RetryMin <= 0 {
-		o.RetryMin = DefaultPlacesRetryMin
+		o.RetryMin = DefaultRetryMin
 	}
 	if o.RetryMax <= 0 {
-		o.RetryMax = max(DefaultPlacesRetryMax, o.RetryMin)
+		o.RetryMax = max(DefaultRetryMax, o.RetryMin)
 	}
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultPlacesTimeout
+		o.Timeout = herd.DefaultPlacesTimeout
 	}
 	return o
 }
@@ -164,19 +168,19 @@ type frugalCounters struct {
 	waiting                                                                          atomic.Int64
 }
 
-// Frugal is a [PlacesClient] that wraps another and spends its quota
+// Frugal is a [herd.PlacesClient] that wraps another and spends its quota
 // carefully:
 //
 //   - identical lookups in flight (same location rounded to 5 decimal
 //     places, about a metre, same radius, same bound) are merged into one
 //     provider call (golang.org/x/sync/singleflight);
 //   - successful answers are cached for [FrugalOptions.TTL] on the
-//     Clock, at most [FrugalOptions.MaxEntries] of them, least recently
+//     herd.Clock, at most [FrugalOptions.MaxEntries] of them, least recently
 //     used dropped first; errors and documents with other statuses are
 //     never cached;
 //   - at most [FrugalOptions.MaxInFlight] provider calls are outstanding
 //     (golang.org/x/sync/semaphore); a lookup that cannot get a slot
-//     within [FrugalOptions.SlotWait] fails with [ErrPlacesBusy] rather
+//     within [FrugalOptions.SlotWait] fails with [ErrBusy] rather
 //     than wait;
 //   - transient failures are retried with capped, jittered exponential
 //     backoff, within the lookup's timeout.
@@ -185,12 +189,12 @@ type frugalCounters struct {
 // the call; the lookups merged with it, or answered from the cache, may
 // differ from it below the fifth decimal place of the location.
 //
-// Build one with [NewFrugal] or [NewPlaces]; the zero value is not usable.
+// Build one with [NewFrugal] or [New]; the zero value is not usable.
 // It is safe for concurrent use. Package herd's rules hold: all time comes
-// from the Clock, and the jitter from [FrugalOptions.Seed].
+// from the herd.Clock, and the jitter from [FrugalOptions.Seed].
 type Frugal struct {
-	next  PlacesClient
-	clock Clock
+	next  herd.PlacesClient
+	clock herd.Clock
 	opts  FrugalOptions
 	group singleflight.Group
 	sem   *semaphore.Weighted // nil: no cap
@@ -221,11 +225,19 @@ type frugalResult struct {
 	fromCache bool
 }
 
+// systemClock is the clock of a Frugal made without one: the system's.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return realtime.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) herd.Timer {
+	return realtime.AfterFunc(d, f)
+}
+
 // NewFrugal returns a [Frugal] in front of next, reading time from clock
 // (nil means the system clock), tuned by opts. It starts no goroutine and
 // does no I/O. Call [Frugal.Close] when done with it to cancel provider
 // calls still running.
-func NewFrugal(next PlacesClient, clock Clock, opts FrugalOptions) *Frugal {
+func NewFrugal(next herd.PlacesClient, clock herd.Clock, opts FrugalOptions) *Frugal {
 	if clock == nil {
 		clock = systemClock{}
 	}
@@ -251,13 +263,13 @@ func NewFrugal(next PlacesClient, clock Clock, opts FrugalOptions) *Frugal {
 // whichever comes first: when ctx ends first it returns ctx's error at
 // once, and the merged provider call carries on (bounded by
 // [FrugalOptions.Timeout]) for the other callers and for the cache.
-// Errors are the provider's own, or wrap [ErrPlacesBusy],
-// [ErrPlacesClosed] or ctx's error.
-func (f *Frugal) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+// Errors are the provider's own, or wrap [ErrBusy],
+// [ErrClosed] or ctx's error.
+func (f *Frugal) Nearby(ctx context.Context, q herd.NearbyQuery) ([]byte, error) {
 	f.c.lookups.Add(1)
 	if f.shut.Load() {
 		f.c.errors.Add(1)
-		return nil, ErrPlacesClosed
+		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		f.c.errors.Add(1)
@@ -301,9 +313,9 @@ func (f *Frugal) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
 
 // Cached returns a copy of the cached answer to q, if the cache holds a
 // live one, without calling the provider or waiting; it makes Frugal a
-// [PlacesCache], so that a node answers a rate-limited WHATSAT from the
+// [herd.PlacesCache], so that a node answers a rate-limited WHATSAT from the
 // cache when it can. It does not count as a lookup in [FrugalStats].
-func (f *Frugal) Cached(q NearbyQuery) ([]byte, bool) {
+func (f *Frugal) Cached(q herd.NearbyQuery) ([]byte, bool) {
 	if f.shut.Load() {
 		return nil, false
 	}
@@ -314,16 +326,16 @@ func (f *Frugal) Cached(q NearbyQuery) ([]byte, bool) {
 	return slices.Clone(doc), true
 }
 
-var _ PlacesCache = (*Frugal)(nil)
+var _ herd.PlacesCache = (*Frugal)(nil)
 
 // lookup is the merged lookup for key: it runs once for all the callers
 // that ask for key while it runs, on a goroutine of its own, under a
 // context of its own bounded by the Timeout.
-func (f *Frugal) lookup(key string, q NearbyQuery) (frugalResult, error) {
+func (f *Frugal) lookup(key string, q herd.NearbyQuery) (frugalResult, error) {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		return frugalResult{}, ErrPlacesClosed
+		return frugalResult{}, ErrClosed
 	}
 	f.wg.Add(1)
 	f.mu.Unlock()
@@ -359,7 +371,7 @@ func (f *Frugal) lookup(key string, q NearbyQuery) (frugalResult, error) {
 // attempts calls the provider, and again after transient failures, until
 // an answer is final, the retries are spent or ctx is done. It returns the
 // last outcome, and whether its document may be cached.
-func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) (doc []byte, cacheable bool, err error) {
+func (f *Frugal) attempts(ctx context.Context, key string, q herd.NearbyQuery) (doc []byte, cacheable bool, err error) {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	rng := rand.New(rand.NewPCG(f.opts.Seed, h.Sum64()))
@@ -393,7 +405,7 @@ func (f *Frugal) attempts(ctx context.Context, key string, q NearbyQuery) (doc [
 
 // call calls the wrapped provider, turning a panic into an error so that
 // one bad answer cannot take the server down.
-func (f *Frugal) call(ctx context.Context, q NearbyQuery) (doc []byte, err error) {
+func (f *Frugal) call(ctx context.Context, q herd.NearbyQuery) (doc []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			doc, err = nil, permanentError{fmt.Errorf("herd: places: provider panicked: %v", r)}
@@ -405,7 +417,7 @@ func (f *Frugal) call(ctx context.Context, q NearbyQuery) (doc []byte, err error
 	return f.next.Nearby(ctx, q)
 }
 
-// acquire takes a provider slot, waiting at most SlotWait on the Clock.
+// acquire takes a provider slot, waiting at most SlotWait on the herd.Clock.
 func (f *Frugal) acquire(ctx context.Context) error {
 	if f.sem == nil || f.sem.TryAcquire(1) {
 		return nil
@@ -415,7 +427,7 @@ func (f *Frugal) acquire(ctx context.Context) error {
 	}
 	busy := func() error {
 		f.c.busy.Add(1)
-		return fmt.Errorf("%w: no free slot within %v (%d provider calls in flight)", ErrPlacesBusy, max(f.opts.SlotWait, 0), f.opts.MaxInFlight)
+		return fmt.Errorf("%w: no free slot within %v (%d provider calls in flight)", ErrBusy, max(f.opts.SlotWait, 0), f.opts.MaxInFlight)
 	}
 	if f.opts.SlotWait < 0 {
 		return busy()
@@ -457,7 +469,7 @@ func (f *Frugal) backoff(attempt int, rng *rand.Rand) time.Duration {
 	return half + time.Duration(rng.Int64N(int64(d-half)+1))
 }
 
-// sleep waits d on the Clock; it reports false if ctx ended first.
+// sleep waits d on the herd.Clock; it reports false if ctx ended first.
 func (f *Frugal) sleep(ctx context.Context, d time.Duration) bool {
 	done := make(chan struct{})
 	t := f.clock.AfterFunc(d, func() { close(done) })
@@ -475,7 +487,7 @@ func (f *Frugal) sleep(ctx context.Context, d time.Duration) bool {
 // bodies that are not JSON, busy and closed errors and cancellation are
 // not.
 func retryable(err error) bool {
-	var he *HTTPError
+	var he *herd.HTTPError
 	if errors.As(err, &he) {
 		return he.StatusCode >= 500
 	}
@@ -484,8 +496,8 @@ func retryable(err error) bool {
 	case errors.As(err, &pe),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrPlacesBusy),
-		errors.Is(err, ErrPlacesClosed):
+		errors.Is(err, ErrBusy),
+		errors.Is(err, ErrClosed):
 		return false
 	}
 	return true
@@ -500,18 +512,18 @@ func classifyDoc(doc []byte) (status string, cacheable bool) {
 	if !json.Valid(doc) {
 		return "", false
 	}
-	i := skipSpace(doc, 0)
+	i := gdoc.SkipSpace(doc, 0)
 	if i == len(doc) || doc[i] != '{' {
 		return "", false
 	}
 	hasStatus, hasError := false, false
-	i = skipSpace(doc, i+1)
+	i = gdoc.SkipSpace(doc, i+1)
 	for i < len(doc) && doc[i] == '"' {
-		keyEnd := skipString(doc, i)
-		name := memberName(doc[i:keyEnd])
-		i = skipSpace(doc, keyEnd) // at ':'
-		i = skipSpace(doc, i+1)    // at the value
-		end := skipValue(doc, i)
+		keyEnd := gdoc.SkipString(doc, i)
+		name := gdoc.MemberName(doc[i:keyEnd])
+		i = gdoc.SkipSpace(doc, keyEnd) // at ':'
+		i = gdoc.SkipSpace(doc, i+1)    // at the value
+		end := gdoc.SkipValue(doc, i)
 		switch name {
 		case "status":
 			hasStatus, status = true, ""
@@ -521,9 +533,9 @@ func classifyDoc(doc []byte) (status string, cacheable bool) {
 		case "error":
 			hasError = true
 		}
-		i = skipSpace(doc, end)
+		i = gdoc.SkipSpace(doc, end)
 		if i < len(doc) && doc[i] == ',' {
-			i = skipSpace(doc, i+1)
+			i = gdoc.SkipSpace(doc, i+1)
 		}
 	}
 	if !hasStatus {
@@ -534,7 +546,7 @@ func classifyDoc(doc []byte) (status string, cacheable bool) {
 
 // frugalKey is the cache and merge key of q: the location rounded to 5
 // decimal places, the exact radius and the bound.
-func frugalKey(q NearbyQuery) string {
+func frugalKey(q herd.NearbyQuery) string {
 	round := func(x float64) string {
 		v := math.Round(x * 1e5)
 		if v == 0 {
@@ -542,7 +554,7 @@ func frugalKey(q NearbyQuery) string {
 		}
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
-	return round(q.Lat) + "," + round(q.Lon) + "," + formatFloat(q.RadiusMeters) + "," + strconv.Itoa(q.MaxResults)
+	return round(q.Lat) + "," + round(q.Lon) + "," + gdoc.FormatFloat(q.RadiusMeters) + "," + strconv.Itoa(q.MaxResults)
 }
 
 // cacheGet returns the live cached answer for key, if any, and marks it
@@ -614,7 +626,7 @@ func (f *Frugal) Stats() FrugalStats {
 
 // Close cancels the provider calls still running, waits for the lookups
 // that made them to finish, and makes later lookups fail with
-// [ErrPlacesClosed]. It is idempotent and returns nil; callers waiting on a
+// [ErrClosed]. It is idempotent and returns nil; callers waiting on a
 // lookup get its error. A service calls it when it shuts down, after
 // closing its nodes.
 func (f *Frugal) Close() error {

@@ -1,4 +1,4 @@
-package herd
+package places
 
 import (
 	"bytes"
@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/gdoc"
 )
 
 // kiwi is where the protocol's example client reports from.
-var provKiwi = NearbyQuery{Lat: 34.068930, Lon: -118.445127}
+var provKiwi = herd.NearbyQuery{Lat: 34.068930, Lon: -118.445127}
 
 // provSmallCatalogue loads testdata/places/small.json: two twins 92 m
 // from kiwi (listed B before A), Boelter Hall at 193 m, a café with
@@ -34,7 +37,7 @@ func provSmallCatalogue(t testing.TB) *Catalogue {
 }
 
 // provQuery returns kiwi's query with a radius and a bound.
-func provQuery(radiusMeters float64, bound int) NearbyQuery {
+func provQuery(radiusMeters float64, bound int) herd.NearbyQuery {
 	q := provKiwi
 	q.RadiusMeters, q.MaxResults = radiusMeters, bound
 	return q
@@ -129,17 +132,22 @@ func TestCatalogueExactBytes(t *testing.T) {
 		t.Errorf("answer (-want +got):\n%s", diff)
 	}
 	// Through WHATSAT's cut: the same document, its final newline gone.
-	body := nearby(t.Context(), &placesClock{}, c, time.Second, provQuery(250, 2))
+	body := nearby(t.Context(), newProvClock(), c, time.Second, provQuery(250, 2))
 	names, status := provCatalogueNames(t, body)
 	if diff := cmp.Diff([]string{"Twin A", "Twin B"}, names); diff != "" || status != "OK" {
 		t.Errorf("WHATSAT body: status %q, names (-want +got):\n%s", status, diff)
 	}
-	checkWhatsatBody(t, got, body, 2)
+	// ... and the catalogue's own answer for a bound of 2, uncut.
+	two, err := c.Nearby(t.Context(), provQuery(250, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWhatsatUncut(t, two, body)
 }
 
 func TestCatalogueZeroResultsExactBytes(t *testing.T) {
 	c := provSmallCatalogue(t)
-	for _, q := range []NearbyQuery{
+	for _, q := range []herd.NearbyQuery{
 		provQuery(50, 5), // nothing that close to kiwi
 		{Lat: 0, Lon: 0, RadiusMeters: 50000, MaxResults: 20}, // nothing at all
 	} {
@@ -211,19 +219,19 @@ func TestCatalogueBoundCapsAtTwenty(t *testing.T) {
 		t.Errorf("Len %d, String %q", c.Len(), c)
 	}
 	for _, bound := range []int{21, 25, 20, 0} {
-		got, _ := c.Nearby(t.Context(), NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
+		got, _ := c.Nearby(t.Context(), herd.NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
 		names, _ := provCatalogueNames(t, got)
 		if len(names) != 20 || names[0] != "p00" || names[19] != "p19" {
 			t.Errorf("bound %d: %d results %v, want the nearest 20", bound, len(names), names)
 		}
 	}
 	for _, bound := range []int{19, 1} {
-		got, _ := c.Nearby(t.Context(), NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
+		got, _ := c.Nearby(t.Context(), herd.NearbyQuery{RadiusMeters: 50000, MaxResults: bound})
 		if names, _ := provCatalogueNames(t, got); len(names) != bound || names[0] != "p00" {
 			t.Errorf("bound %d: %v", bound, names)
 		}
 	}
-	got, _ := c.Nearby(t.Context(), NearbyQuery{RadiusMeters: 500, MaxResults: 20})
+	got, _ := c.Nearby(t.Context(), herd.NearbyQuery{RadiusMeters: 500, MaxResults: 20})
 	names, _ := provCatalogueNames(t, got)
 	if diff := cmp.Diff([]string{"p00", "p01", "p02", "p03", "p04", "p05"}, names); diff != "" {
 		t.Errorf("radius 500 m includes the place 500 m away (-want +got):\n%s", diff)
@@ -239,7 +247,7 @@ func TestCatalogueTiesByNameThenID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := c.Nearby(t.Context(), NearbyQuery{Lat: 1, Lon: 1, RadiusMeters: 1, MaxResults: 5})
+	got, _ := c.Nearby(t.Context(), herd.NearbyQuery{Lat: 1, Lon: 1, RadiusMeters: 1, MaxResults: 5})
 	var d struct {
 		Results []struct {
 			ID string `json:"place_id"`
@@ -432,7 +440,7 @@ func TestCatalogueDefault(t *testing.T) {
 		t.Errorf("%d places within 2 km of kiwi, %d beyond 100 km; want about 30 and a few", near, far)
 	}
 	// WHATSAT kiwi.cs.ucla.edu 10 5
-	body := nearby(t.Context(), &placesClock{}, c, time.Second, provQuery(10000, 5))
+	body := nearby(t.Context(), newProvClock(), c, time.Second, provQuery(10000, 5))
 	names, status := provCatalogueNames(t, body)
 	if status != "OK" || len(names) != 5 {
 		t.Errorf("kiwi 10 km, 5 results: status %q, %v", status, names)
@@ -441,7 +449,7 @@ func TestCatalogueDefault(t *testing.T) {
 		t.Errorf("not Google's layout:\n%s", body)
 	}
 	// The file is the catalogue's own source.
-	raw, err := os.ReadFile("places_catalogue.json")
+	raw, err := os.ReadFile("catalogue.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +458,7 @@ func TestCatalogueDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(fromFile.Places(), c.Places()); diff != "" {
-		t.Errorf("embedded catalogue differs from places_catalogue.json (-file +embedded):\n%s", diff)
+		t.Errorf("embedded catalogue differs from catalogue.json (-file +embedded):\n%s", diff)
 	}
 }
 
@@ -460,13 +468,13 @@ func TestCatalogueGolden(t *testing.T) {
 	c := provSmallCatalogue(t)
 	cases := []struct {
 		name string
-		q    NearbyQuery
+		q    herd.NearbyQuery
 	}{
 		{"kiwi_r200_n5", provQuery(200, 5)},
 		{"kiwi_r2000_n20", provQuery(2000, 20)},
 		{"kiwi_r2000_n1", provQuery(2000, 1)},
-		{"sydney_r1000_n5", NearbyQuery{Lat: -33.8587323, Lon: 151.2100055, RadiusMeters: 1000, MaxResults: 5}},
-		{"nowhere_r50000_n20", NearbyQuery{Lat: 10, Lon: 10, RadiusMeters: 50000, MaxResults: 20}},
+		{"sydney_r1000_n5", herd.NearbyQuery{Lat: -33.8587323, Lon: 151.2100055, RadiusMeters: 1000, MaxResults: 5}},
+		{"nowhere_r50000_n20", herd.NearbyQuery{Lat: 10, Lon: 10, RadiusMeters: 50000, MaxResults: 20}},
 	}
 	for _, cs := range cases {
 		t.Run(cs.name, func(t *testing.T) {
@@ -476,7 +484,7 @@ func TestCatalogueGolden(t *testing.T) {
 			}
 			checkGolden(t, filepath.Join("testdata", "places", "small_"+cs.name+".json"), got)
 			body := whatsatJSON(got, cs.q.MaxResults)
-			checkWhatsatBody(t, got, body, cs.q.MaxResults)
+			checkWhatsatUncut(t, got, body)
 		})
 	}
 }
@@ -510,8 +518,8 @@ func FuzzCatalogueJSONString(f *testing.F) {
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(false)
 		enc.Encode(s)
-		if got := appendJSONString(nil, s); string(got) != strings.TrimSuffix(want.String(), "\n") {
-			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want.String())
+		if got := gdoc.AppendString(nil, s); string(got) != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("gdoc.AppendString(%q) = %s, want %s", s, got, want.String())
 		}
 	})
 }
@@ -521,5 +529,15 @@ func BenchmarkCatalogueNearby(b *testing.B) {
 	q := provQuery(10000, 5)
 	for b.Loop() {
 		c.Nearby(context.Background(), q)
+	}
+}
+
+// checkWhatsatUncut checks that body, the WHATSAT body of the catalogue's
+// answer doc, is doc without its final newline: the catalogue never
+// answers more results than the bound, so WHATSAT has nothing to cut.
+func checkWhatsatUncut(t testing.TB, doc, body []byte) {
+	t.Helper()
+	if want := bytes.TrimSuffix(doc, []byte("\n")); !bytes.Equal(body, want) {
+		t.Fatalf("WHATSAT body differs from the answer:\n got %q\nwant %q", body, want)
 	}
 }

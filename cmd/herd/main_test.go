@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/leakcheck"
+	"github.com/proxyherd/herd/internal/testio"
 )
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
@@ -25,41 +24,10 @@ func TestMain(m *testing.M) {
 	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "logging.(*Writer)")
 }
 
-// lineWriter is a concurrency-safe output that also hands out complete
-// lines as they are written.
-type lineWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	part  []byte
-	lines chan string
-}
+// lineWriter is a concurrency-safe output that hands out complete lines.
+type lineWriter = testio.LineWriter
 
-func newLineWriter() *lineWriter { return &lineWriter{lines: make(chan string, 100)} }
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	w.part = append(w.part, p...)
-	for {
-		i := bytes.IndexByte(w.part, '\n')
-		if i < 0 {
-			break
-		}
-		select {
-		case w.lines <- string(w.part[:i]):
-		default:
-		}
-		w.part = w.part[i+1:]
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
+func newLineWriter() *lineWriter { return testio.NewLineWriter() }
 
 // testEnv returns an env with captured output, the given environment
 // variables and a fixed "now".
@@ -108,7 +76,19 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), e, []string{"help", "serve"}); code != exitOK || !strings.Contains(out.String(), "-config file") {
 		t.Errorf("help serve: exit %d\n%s", code, out)
 	}
+	e, out, _ = testEnv(nil)
+	if code := run(context.Background(), e, []string{"help", "bench"}); code != exitOK || !strings.Contains(out.String(), "herd bench prop -from A -to B") {
+		t.Errorf("help bench: exit %d\n%s", code, out)
+	}
 	e, _, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"bench", "load", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "-inflight") {
+		t.Errorf("bench load -h: exit %d\n%s", code, errOut)
+	}
+	e, _, errOut = testEnv(nil)
+	if code := run(context.Background(), e, []string{"bench", "nope"}); code != exitUsage || !strings.Contains(errOut.String(), `unknown mode "nope"`) {
+		t.Errorf("bench nope: exit %d\n%s", code, errOut)
+	}
+	e, _, errOut = testEnv(nil)
 	if code := run(context.Background(), e, []string{"whatsat", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "usage: herd whatsat") {
 		t.Errorf("whatsat -h: exit %d\n%s", code, errOut)
 	}
@@ -209,7 +189,7 @@ func TestServeConfigFile(t *testing.T) {
 	}()
 	var addr string
 	select {
-	case line := <-out.lines:
+	case line := <-out.Lines:
 		m := listening.FindStringSubmatch(line)
 		if m == nil || m[1] != "Goloman" || m[3] != "Hands 127.0.0.1:2" {
 			t.Fatalf("first line %q", line)

@@ -106,7 +106,7 @@ func serveInProcess(t *testing.T, wantMetrics bool, args ...string) *served {
 	metrics := ""
 	for s.addr == "" || (wantMetrics && (s.vars == "" || metrics == "")) {
 		select {
-		case line := <-s.stdout.lines:
+		case line := <-s.stdout.Lines:
 			if m := listening.FindStringSubmatch(line); m != nil {
 				s.addr = m[2]
 			} else if m := statusLine.FindStringSubmatch(line); m != nil {

@@ -19,6 +19,10 @@ import (
 	"github.com/proxyherd/herd/places"
 )
 
+// DefaultAddr is where the client subcommands and "herd bench" connect by
+// default: Goloman in the five-server demo.
+const DefaultAddr = "127.0.0.1:12000"
+
 // KeyEnv is the environment variable that holds the Google API key when
 // a configuration names none.
 const KeyEnv = "GOOGLE_MAPS_API_KEY"

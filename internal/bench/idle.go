@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_idle.go: "herd bench idle", what an idle client connection costs
+// idle.go: "herd bench idle", what an idle client connection costs
 // a server. It opens N connections, lets the server settle, and compares
 // the server's resident memory (/proc/PID/status VmRSS and
 // /proc/PID/smaps_rollup) before and after. Linux only, since it reads
@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/proxyherd/herd/internal/cli"
 )
 
 type idleOptions struct {
@@ -58,7 +60,7 @@ type idleResult struct {
 
 func idleFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	var o idleOptions
-	fs.StringVar(&o.addr, "addr", DefaultAddr, "server `address`")
+	fs.StringVar(&o.addr, "addr", cli.DefaultAddr, "server `address`")
 	fs.IntVar(&o.n, "n", 10000, "connections to open")
 	fs.IntVar(&o.pid, "pid", 0, "the server's process `id` (default: the process listening on -addr, if /proc shows it)")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait this long after the last connection before measuring")

@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_runtime.go: what "herd bench table" and "herd bench resync" read
+// runtime.go: what "herd bench table" and "herd bench resync" read
 // of their own process: resident memory (/proc/self/status VmRSS), the Go
 // heap and the collector's work (runtime/metrics).
 //

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/leakcheck"
+	"github.com/proxyherd/herd/internal/testio"
 )
 
 func TestBenchHistIndex(t *testing.T) {
@@ -294,8 +296,8 @@ func TestBenchLoadUnreachable(t *testing.T) {
 
 func TestBenchLoadCommand(t *testing.T) {
 	n := benchNode(t, "Goloman")
-	e, out, errOut := testEnv(nil)
-	args := []string{"bench", "load", "-addr", n.Addr().String(), "-conns", "2", "-inflight", "4",
+	e, out, errOut := testEnv()
+	args := []string{"load", "-addr", n.Addr().String(), "-conns", "2", "-inflight", "4",
 		"-duration", "100ms", "-warmup", "0", "-echo", "inproc", "-rounds", "2", "-json"}
 	if code := run(context.Background(), e, args); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -318,8 +320,8 @@ func TestBenchLoadCommand(t *testing.T) {
 // both answer AT lines.
 func TestBenchLoadVs(t *testing.T) {
 	a, b := benchNode(t, "Goloman"), benchNode(t, "Hands")
-	e, out, errOut := testEnv(nil)
-	args := []string{"bench", "load", "-addr", a.Addr().String(), "-vs", b.Addr().String(), "-conns", "2", "-inflight", "4",
+	e, out, errOut := testEnv()
+	args := []string{"load", "-addr", a.Addr().String(), "-vs", b.Addr().String(), "-conns", "2", "-inflight", "4",
 		"-duration", "100ms", "-warmup", "0", "-rounds", "2"}
 	if code := run(context.Background(), e, args); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -329,8 +331,8 @@ func TestBenchLoadVs(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	e, _, errOut = testEnv(nil)
-	if code := run(context.Background(), e, []string{"bench", "load", "-vs", "x", "-echo", "inproc"}); code != exitUsage || !strings.Contains(errOut.String(), "-vs and -echo: want one of them") {
+	e, _, errOut = testEnv()
+	if code := run(context.Background(), e, []string{"load", "-vs", "x", "-echo", "inproc"}); code != exitUsage || !strings.Contains(errOut.String(), "-vs and -echo: want one of them") {
 		t.Errorf("-vs with -echo: exit %d: %s", code, errOut)
 	}
 }
@@ -434,21 +436,17 @@ func TestBenchStillOpen(t *testing.T) {
 
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{
-		{"bench"}, {"bench", "nope"}, {"bench", "load", "-conns", "0"}, {"bench", "load", "-expect", "x"},
-		{"bench", "load", "extra"}, {"bench", "prop"}, {"bench", "prop", "-to", "x", "-n", "0"},
-		{"bench", "idle", "-n", "0"}, {"bench", "echo", "-for", "0s"},
+		{}, {"nope"}, {"load", "-conns", "0"}, {"load", "-expect", "x"},
+		{"load", "extra"}, {"prop"}, {"prop", "-to", "x", "-n", "0"},
+		{"idle", "-n", "0"}, {"echo", "-for", "0s"},
 	} {
-		e, _, errOut := testEnv(nil)
+		e, _, errOut := testEnv()
 		if code := run(context.Background(), e, args); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitUsage, errOut)
 		}
 	}
-	e, out, _ := testEnv(nil)
-	if code := run(context.Background(), e, []string{"help", "bench"}); code != exitOK || !strings.Contains(out.String(), "herd bench prop -from A -to B") {
-		t.Errorf("help bench: exit %d\n%s", code, out)
-	}
-	e, _, errOut := testEnv(nil)
-	if code := run(context.Background(), e, []string{"bench", "load", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "-inflight") {
+	e, _, errOut := testEnv()
+	if code := run(context.Background(), e, []string{"load", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "-inflight") {
 		t.Errorf("bench load -h: exit %d\n%s", code, errOut)
 	}
 }
@@ -456,12 +454,12 @@ func TestBenchUsage(t *testing.T) {
 func TestBenchEchoCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, out, errOut := testEnv(nil)
+	e, out, errOut := testEnv()
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, e, []string{"bench", "echo", "-addr", "127.0.0.1:0"}) }()
+	go func() { done <- run(ctx, e, []string{"echo", "-addr", "127.0.0.1:0"}) }()
 	var line string
 	select {
-	case line = <-out.lines:
+	case line = <-out.Lines:
 	case code := <-done:
 		t.Fatalf("echo exited %d\n%s", code, errOut)
 	}
@@ -478,4 +476,15 @@ func TestBenchEchoCommand(t *testing.T) {
 	if code := <-done; code != exitOK {
 		t.Errorf("echo exited %d", code)
 	}
+}
+
+// testEnv returns an env with captured output.
+func testEnv() (*env, *testio.LineWriter, *testio.LineWriter) {
+	out, errOut := testio.NewLineWriter(), testio.NewLineWriter()
+	return &env{stdout: out, stderr: errOut}, out, errOut
+}
+
+// TestMain fails the run if a node or client goroutine outlives the tests.
+func TestMain(m *testing.M) {
+	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "logging.(*Writer)")
 }

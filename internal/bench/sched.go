@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_sched.go: the arithmetic of open-loop load (herd bench load
+// sched.go: the arithmetic of open-loop load (herd bench load
 // -rate). Requests go out on a fixed schedule whatever the replies do,
 // and a request's latency counts from the time it was due, not from when
 // it was written: a server that stalls for a second then delays every

@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_linkbytes.go: a herd.Transport that counts what a node writes on
+// linkbytes.go: a herd.Transport that counts what a node writes on
 // its peer links, for "herd bench resync". It is plain TCP (package
 // transport) with every connection wrapped, dialled or accepted; a
 // connection is a peer link if the first bytes it carries, whichever way

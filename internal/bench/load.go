@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_load.go: "herd bench load", pipelined IAMAT load, closed or open
+// load.go: "herd bench load", pipelined IAMAT load, closed or open
 // loop.
 //
 // Closed loop (no -rate): each connection keeps exactly -inflight
@@ -11,7 +11,7 @@ package main
 // latency of the generator's own queue at that rate.
 //
 // Open loop (-rate R): each connection sends its share of R on a fixed
-// schedule whatever the replies do (bench_sched.go), and a request's
+// schedule whatever the replies do (sched.go), and a request's
 // latency counts from when it was due. -inflight does not limit it; the
 // report gives the most requests one connection had unanswered.
 //
@@ -26,7 +26,7 @@ package main
 // protocol answers everything pending and closes, and the reader stops at
 // EOF.
 //
-// The connections themselves are in bench_loadconn.go.
+// The connections themselves are in loadconn.go.
 
 import (
 	"context"
@@ -37,6 +37,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/proxyherd/herd/internal/cli"
 )
 
 // benchLocation is the location every benchmark report carries.
@@ -167,7 +169,7 @@ func (o *loadOptions) check(prefix string) string {
 
 func loadFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	var o loadOptions
-	fs.StringVar(&o.addr, "addr", DefaultAddr, "server `address`")
+	fs.StringVar(&o.addr, "addr", cli.DefaultAddr, "server `address`")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `window`")
 	loadFlagSet(fs, &o, "")
 	echoAddr := fs.String("echo", "", "also run the same load against the line-echo server at `ADDR` (\"inproc\": one in this process) and report the ratio")

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // Tests of the many-clients tools: open-loop scheduling, client IDs,
 // -prefill and -clients 0, the background load of prop, and smoke tests
@@ -244,12 +244,12 @@ func TestBenchLoadFlags(t *testing.T) {
 	}
 
 	for _, args := range [][]string{
-		{"bench", "load", "-clients", "0", "-prefill"}, {"bench", "load", "-clients", "-1"}, {"bench", "load", "-rate", "-5"},
-		{"bench", "prop", "-to", "x", "-load-addr", "y"}, {"bench", "prop", "-to", "x", "-load-rate", "10", "-load-conns", "0"},
-		{"bench", "table", "-clients", "0"}, {"bench", "table", "-steady", "0s"}, {"bench", "table", "-clients", "3", "-conns", "4"},
-		{"bench", "resync", "-changed", "0.5,2"}, {"bench", "resync", "-changed", ""}, {"bench", "resync", "-clients", "0"},
+		{"load", "-clients", "0", "-prefill"}, {"load", "-clients", "-1"}, {"load", "-rate", "-5"},
+		{"prop", "-to", "x", "-load-addr", "y"}, {"prop", "-to", "x", "-load-rate", "10", "-load-conns", "0"},
+		{"table", "-clients", "0"}, {"table", "-steady", "0s"}, {"table", "-clients", "3", "-conns", "4"},
+		{"resync", "-changed", "0.5,2"}, {"resync", "-changed", ""}, {"resync", "-clients", "0"},
 	} {
-		e, _, errOut := testEnv(nil)
+		e, _, errOut := testEnv()
 		if code := run(context.Background(), e, args); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitUsage, errOut)
 		}
@@ -291,8 +291,8 @@ func TestBenchPropUnderLoad(t *testing.T) {
 	b := benchNode(t, "Ball", herd.Peer{Name: "Alford"})
 	a := benchNode(t, "Alford", herd.Peer{Name: "Ball", Addr: b.Addr().String()})
 	benchWaitLinks(t, a, 1)
-	e, out, errOut := testEnv(nil)
-	args := []string{"bench", "prop", "-from", a.Addr().String(), "-to", b.Addr().String(), "-n", "20", "-warmup", "2", "-timeout", "10s",
+	e, out, errOut := testEnv()
+	args := []string{"prop", "-from", a.Addr().String(), "-to", b.Addr().String(), "-n", "20", "-warmup", "2", "-timeout", "10s",
 		"-load-rate", "2000", "-load-conns", "2", "-load-warmup", "0", "-load-clients", "5", "-load-prefill", "-json"}
 	if code := run(context.Background(), e, args); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -311,8 +311,8 @@ func TestBenchPropUnderLoad(t *testing.T) {
 }
 
 func TestBenchTableSmoke(t *testing.T) {
-	e, out, errOut := testEnv(nil)
-	if code := run(context.Background(), e, []string{"bench", "table", "-clients", "2000", "-conns", "2", "-steady", "100ms", "-json"}); code != exitOK {
+	e, out, errOut := testEnv()
+	if code := run(context.Background(), e, []string{"table", "-clients", "2000", "-conns", "2", "-steady", "100ms", "-json"}); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 	var res tableResult

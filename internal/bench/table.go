@@ -1,13 +1,13 @@
-package main
+package bench
 
-// bench_table.go: "herd bench table", what a table of many clients costs
+// table.go: "herd bench table", what a table of many clients costs
 // a server. In one process it starts a node (package herd's public API,
 // loopback TCP, no peers), reports N distinct clients to it through the
 // client protocol over a few connections as fast as it answers (the load
-// of bench_load.go with -prefill), then keeps reporting those clients
+// of load.go with -prefill), then keeps reporting those clients
 // again (repeat reports) for a steady phase. It reports the node's table
 // size, the process's resident memory and Go heap per record, and the
-// collector's CPU in both phases (bench_runtime.go).
+// collector's CPU in both phases (runtime.go).
 //
 // The load generator runs in the same process. It keeps nothing per
 // client (IDs are formatted from a counter as requests are written) and

@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_loadconn.go: one connection of "herd bench load": its requests
+// loadconn.go: one connection of "herd bench load": its requests
 // (client IDs formatted as they are written), its writers (closed loop,
 // open loop) and its reader.
 

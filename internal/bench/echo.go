@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_echo.go: "herd bench echo", a bare line-echo server. It does what
+// echo.go: "herd bench echo", a bare line-echo server. It does what
 // any line-protocol server must do at the least (read lines, write them
 // back, flush when no more input is buffered) and nothing else, so
 // "herd bench load" against it measures this machine's ceiling for a line

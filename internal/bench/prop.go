@@ -1,6 +1,6 @@
-package main
+package bench
 
-// bench_prop.go: "herd bench prop", how long a report takes to reach
+// prop.go: "herd bench prop", how long a report takes to reach
 // another server. Each sample sends a new IAMAT to server A and at once
 // starts asking server B "WHATSAT CLIENT 1 0" (which calls no provider),
 // one request at a time, until B's AT line is the new report's. The
@@ -9,7 +9,7 @@ package main
 // to one WHATSAT round trip on B.
 //
 // With -load-rate R, an open-loop IAMAT load of R requests per second
-// (bench_load.go) runs in the background at -load-addr (default A)
+// (load.go) runs in the background at -load-addr (default A)
 // while the samples are taken, so that propagation can be measured at a
 // known fraction of the peak rate rather than only idle or saturated.
 
@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/proxyherd/herd/internal/cli"
 )
 
 type propOptions struct {
@@ -52,7 +54,7 @@ type propResult struct {
 
 func propFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	var o propOptions
-	fs.StringVar(&o.from, "from", DefaultAddr, "`address` of the server that gets the IAMAT")
+	fs.StringVar(&o.from, "from", cli.DefaultAddr, "`address` of the server that gets the IAMAT")
 	fs.StringVar(&o.to, "to", "", "`address` of the server asked with WHATSAT (required)")
 	fs.IntVar(&o.n, "n", 1000, "samples")
 	fs.IntVar(&o.warmup, "warmup", 10, "samples before the measured ones, not counted")

@@ -1,13 +1,13 @@
-package main
+package bench
 
-// bench_resync.go: "herd bench resync", what a link-up costs after a
+// resync.go: "herd bench resync", what a link-up costs after a
 // server restarts from its state file while some clients moved. In one
 // process, through package herd's public API, it runs two nodes: Hands
 // (A), which gets every report, and Goloman (B), its only neighbour, which
 // dials A. Both use a transport that counts the bytes written on peer
-// links (bench_linkbytes.go).
+// links (linkbytes.go).
 //
-//  1. A alone is filled with N clients (the load of bench_load.go with
+//  1. A alone is filled with N clients (the load of load.go with
 //     -prefill).
 //  2. Full push, for reference: B starts empty and links up; measured
 //     until B holds A's table and the link has been quiet (no byte

@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/proxyherd/herd/internal/configerr"
 )
 
 // Transport opens the byte streams a node uses. One listener serves both
@@ -322,10 +324,21 @@ var (
 	ErrStarted = errors.New("herd: node already started")
 )
 
+// addrProblem is what net.SplitHostPort found wrong with an address,
+// without the address again: its *net.AddrError reads "address X: missing
+// port in address", and the caller has named X already.
+func addrProblem(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
 // validate checks every field and reports all problems at once, each
 // naming its field.
 func (c *Config) validate() error {
-	var errs *multierror.Error
+	errs := &multierror.Error{ErrorFormat: configerr.Format(ErrInvalidConfig.Error())}
 	bad := func(field, format string, args ...any) {
 		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
 	}
@@ -344,7 +357,7 @@ func (c *Config) validate() error {
 	if c.Addr == "" {
 		bad("Addr", "must not be empty")
 	} else if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("Addr", "%q: %v", c.Addr, err)
+		bad("Addr", "%q: %s", c.Addr, addrProblem(err))
 	}
 	seen := make(map[string]bool, len(c.Peers))
 	for i, p := range c.Peers {
@@ -363,7 +376,7 @@ func (c *Config) validate() error {
 			if p.Addr == "" {
 				bad(fmt.Sprintf("Peers[%d].Addr", i), "must be set: %s dials %s", c.Name, p.Name)
 			} else if _, _, err := net.SplitHostPort(p.Addr); err != nil {
-				bad(fmt.Sprintf("Peers[%d].Addr", i), "%q: %v", p.Addr, err)
+				bad(fmt.Sprintf("Peers[%d].Addr", i), "%q: %s", p.Addr, addrProblem(err))
 			}
 		}
 	}

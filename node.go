@@ -140,7 +140,10 @@ func (n *Node) Name() string { return n.cfg.Name }
 // dialing neighbours, then returns. With a [Config.StateFile] it first
 // loads the table from the snapshot and the state log, and fails if it
 // cannot start a new log segment. ctx bounds only the start itself; the
-// node runs until [Node.Close]. Start may be called once.
+// node runs until [Node.Close]. A ctx that is already done makes Start
+// return its error (context.Cause) having started nothing: no listener,
+// no goroutine, no state file opened; Start may then be called again.
+// Start succeeds at most once.
 func (n *Node) Start(ctx context.Context) error {
 	n.stateMu.Lock()
 	defer n.stateMu.Unlock()
@@ -150,9 +153,12 @@ func (n *Node) Start(ctx context.Context) error {
 	case n.started:
 		return ErrStarted
 	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("herd: %s: listen on %s: %w", n.cfg.Name, n.cfg.Addr, err)
+		return fmt.Errorf("herd: %s: %w", n.cfg.Name, listenError(n.cfg.Addr, err))
 	}
 	if err := n.checkListen(ln.Addr()); err != nil {
 		ln.Close()
@@ -184,10 +190,28 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// listenError is err, a Transport's failure to listen on addr, naming
+// addr once: as it comes when it names addr already (a *net.OpError
+// reads "listen tcp 127.0.0.1:12000: bind: address already in use"),
+// else prefixed "listen on addr: ".
+func listenError(addr string, err error) error {
+	if strings.Contains(err.Error(), addr) {
+		return err
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
+}
+
 // Run starts the node, serves until ctx is done, then closes it and waits
 // for every goroutine it started. It returns nil after a shutdown caused by
-// ctx, or the error that stopped the node. It suits errgroup and main.
+// ctx, or the error that stopped the node. It suits errgroup and main. A
+// ctx that is already done (a signal during a service's start-up) closes
+// the node without starting it, and Run returns nil, as for any shutdown
+// caused by ctx.
 func (n *Node) Run(ctx context.Context) error {
+	if ctx.Err() != nil {
+		n.Close()
+		return nil
+	}
 	if err := n.Start(ctx); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/internal/configerr"
 )
 
 // Places provider kinds for [Config.Kind].
@@ -137,7 +138,7 @@ func (c *Config) kind() string {
 // reported, each naming its field, in an error that wraps
 // [herd.ErrInvalidConfig].
 func New(cfg Config, clock herd.Clock) (*Frugal, error) {
-	var errs *multierror.Error
+	errs := &multierror.Error{ErrorFormat: configerr.Format(herd.ErrInvalidConfig.Error())}
 	bad := func(field, format string, args ...any) {
 		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", herd.ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
 	}

@@ -138,6 +138,10 @@ func TestPlacesSelectErrors(t *testing.T) {
 			if diff := cmp.Diff(c.want, got); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
+			// One line, ErrInvalidConfig's text said once, then each problem.
+			if want := "herd: invalid config: " + strings.Join(c.want, "; "); err.Error() != want {
+				t.Errorf("error text:\n got %s\nwant %s", err, want)
+			}
 			if c.cfg.Key != "" && strings.Contains(err.Error(), c.cfg.Key) {
 				t.Errorf("error shows the key: %v", err)
 			}

@@ -349,3 +349,22 @@ func TestVersionLine(t *testing.T) {
 		t.Errorf("herd version extra: exit %d, %q", code, errOut)
 	}
 }
+
+// TestServeBusyPort: a port already taken is reported once, in the
+// listener's words, without the library's "herd: " after "herd serve: ".
+func TestServeBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	e, _, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", port, "-name", "Goloman"}); code != exitFailure {
+		t.Fatalf("exit %d, want %d\n%s", code, exitFailure, errOut)
+	}
+	if want := "herd serve: Goloman: listen tcp " + addr + ": bind: address already in use\n"; errOut.String() != want {
+		t.Errorf("stderr:\n%s", cmp.Diff(want, errOut.String()))
+	}
+}

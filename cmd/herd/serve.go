@@ -359,7 +359,7 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
+		fmt.Fprintf(e.stderr, "herd serve: %s\n", libError(err))
 		return exitFailure
 	}
 	fmt.Fprintf(e.stderr, "herd serve: %s: shut down\n", cfg.Name)
@@ -384,9 +384,16 @@ func configError(e *env, err error) int {
 		errs = []error{err}
 	}
 	for _, err := range errs {
-		for line := range strings.SplitSeq(err.Error(), "\n") {
+		for line := range strings.SplitSeq(libError(err), "\n") {
 			fmt.Fprintf(e.stderr, "herd serve: %s\n", line)
 		}
 	}
 	return exitUsage
+}
+
+// libError is the text of err, an error of package herd or places, without
+// the "herd: " they begin with: after "herd serve: " it would say herd
+// twice ("herd serve: Goloman: listen tcp ...: address already in use").
+func libError(err error) string {
+	return strings.TrimPrefix(err.Error(), "herd: ")
 }

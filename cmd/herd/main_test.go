@@ -127,6 +127,10 @@ func TestClientCommands(t *testing.T) {
 		{"whatsat too many", []string{"whatsat", "-addr", addr, "a", "1", "2", "3"}, exitUsage, "", "want CLIENT RADIUS BOUND, got 4 arguments", false},
 		{"white space", []string{"iamat", "-addr", addr, "kiwi fruit", "+1.0+1.0"}, exitUsage, "", "contains white space", false},
 		{"client after --", []string{"iamat", "-addr", addr, "--", "-dash", "+1.0+1.0", "1520023934.918963997"}, exitOK, "AT Goloman +0.263873386 -dash +1.0+1.0 1520023934.918963997\n", "", false},
+		{"flags after the arguments", []string{"iamat", "lemon", "-33.86+151.20", "-addr", addr}, exitOK, "AT Goloman +0.263873386 lemon -33.86+151.20 1520023934.918963997\n", "", false},
+		{"flags between and after", []string{"whatsat", "kiwi.cs.ucla.edu", "-timeout", "5s", "10", "0", "-addr=" + addr}, exitOK, kiwiAT + "\n" + emptyJSON + "\n\n", "", false},
+		{"a flag's name after --", []string{"iamat", "-addr", addr, "--", "-addr", "+1.0+1.0", "1520023934.918963997"}, exitOK, "AT Goloman +0.263873386 -addr +1.0+1.0 1520023934.918963997\n", "", false},
+		{"flag after the arguments without its value", []string{"iamat", "kiwi", "+1.0+1.0", "-addr"}, exitUsage, "", "flag needs an argument: -addr", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, out, errOut := testEnv(nil)

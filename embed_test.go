@@ -129,3 +129,54 @@ func TestListenErrorNamesAddrOnce(t *testing.T) {
 		t.Errorf("address named more than once: %v", err)
 	}
 }
+
+// farListener claims a non-loopback address, as a listener on a LAN
+// interface would.
+type farListener struct{ net.Listener }
+
+func (farListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 12000} }
+
+// TestConfigListener: a node serves on the listener it is given, never
+// calls the Transport's Listen, closes it on Close, and leaves it open
+// when Start fails; Addr and Listener together are refused.
+func TestConfigListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Name: "Goloman", Addr: "127.0.0.1:0", Listener: ln}); err == nil ||
+		err.Error() != `herd: invalid config: Addr: "127.0.0.1:0": must be empty when Listener is set (the node serves on `+ln.Addr().String()+`)` {
+		t.Errorf("Addr and Listener: %v", err)
+	}
+
+	far := farListener{ln}
+	n, err := New(Config{Name: "Goloman", Listener: far})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Start on a non-loopback listener without a secret: %v", err)
+	}
+	n.Close()
+
+	tr := &countingTransport{}
+	n, err = New(Config{Name: "Goloman", Listener: ln, Transport: tr}) // still open
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatalf("Start on the caller's listener after a failed Start: %v", err)
+	}
+	if n.Addr().String() != ln.Addr().String() || tr.listens.Load() != 0 {
+		t.Fatalf("Addr %v, want %v; %d Listen calls", n.Addr(), ln.Addr(), tr.listens.Load())
+	}
+	c := dialNode(t, n)
+	c.send(kiwiIAMAT + "\n")
+	if got := c.line(); !strings.HasPrefix(got, "AT Goloman ") {
+		t.Fatalf("IAMAT reply %q", got)
+	}
+	n.Close()
+	if err := ln.Close(); err == nil {
+		t.Error("the node's Close left the listener open")
+	}
+}

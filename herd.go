@@ -158,9 +158,17 @@ type Config struct {
 	// Name is this server's name: the second field of every AT line it
 	// writes and what its peers call it. Required; no white space.
 	Name string
-	// Addr is the listen address (host:port). Required; port 0 picks a free
-	// port, which [Node.Addr] reports after Start.
+	// Addr is the listen address (host:port). Required unless Listener is
+	// set; port 0 picks a free port, which [Node.Addr] reports after Start.
 	Addr string
+	// Listener, when set, is where the node serves instead of listening
+	// on Addr (which must then be empty): a listener the caller opened
+	// itself, for instance on port 0 for every node of a herd in one
+	// process before any starts, so that each knows its neighbours'
+	// addresses. Start serves on it as it is; the Transport only dials
+	// (for TLS, wrap it with tls.NewListener). The node owns it once Start
+	// has succeeded and closes it on Close; if Start fails, it stays open.
+	Listener net.Listener
 	// Peers are this node's neighbours. Names must be distinct, non-empty,
 	// free of white space and different from Name.
 	Peers []Peer
@@ -354,10 +362,17 @@ func (c *Config) validate() error {
 		return false
 	}
 	checkName("Name", c.Name)
-	if c.Addr == "" {
+	switch {
+	case c.Listener != nil:
+		if c.Addr != "" {
+			bad("Addr", "%q: must be empty when Listener is set (the node serves on %s)", c.Addr, c.Listener.Addr())
+		}
+	case c.Addr == "":
 		bad("Addr", "must not be empty")
-	} else if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("Addr", "%q: %s", c.Addr, addrProblem(err))
+	default:
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			bad("Addr", "%q: %s", c.Addr, addrProblem(err))
+		}
 	}
 	seen := make(map[string]bool, len(c.Peers))
 	for i, p := range c.Peers {

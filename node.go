@@ -136,7 +136,7 @@ func New(cfg Config) (*Node, error) {
 // Name returns the server's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Start listens on [Config.Addr] and starts accepting clients and peers and
+// Start listens on [Config.Addr] (or serves on [Config.Listener]) and starts accepting clients and peers and
 // dialing neighbours, then returns. With a [Config.StateFile] it first
 // loads the table from the snapshot and the state log, and fails if it
 // cannot start a new log segment. ctx bounds only the start itself; the
@@ -156,18 +156,18 @@ func (n *Node) Start(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
+	ln, release, err := n.listen(ctx)
 	if err != nil {
-		return fmt.Errorf("herd: %s: %w", n.cfg.Name, listenError(n.cfg.Addr, err))
+		return err
 	}
 	if err := n.checkListen(ln.Addr()); err != nil {
-		ln.Close()
+		release()
 		return err
 	}
 	if n.cfg.StateFile != "" {
 		// Loaded before the first accept: no client sees a partial table.
 		if err := n.openLog(); err != nil {
-			ln.Close()
+			release()
 			return fmt.Errorf("herd: %s: %w", n.cfg.Name, err)
 		}
 	}
@@ -188,6 +188,21 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listen returns the listener Start serves on: [Config.Listener] as it is,
+// or else a new one from the Transport on [Config.Addr]. release undoes
+// it if Start fails: it closes a listener of the node's own and leaves
+// the caller's open, since the caller still owns it.
+func (n *Node) listen(ctx context.Context) (ln net.Listener, release func(), err error) {
+	if ln := n.cfg.Listener; ln != nil {
+		return ln, func() {}, nil
+	}
+	ln, err = n.transport.Listen(ctx, n.cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("herd: %s: %w", n.cfg.Name, listenError(n.cfg.Addr, err))
+	}
+	return ln, func() { ln.Close() }, nil
 }
 
 // listenError is err, a Transport's failure to listen on addr, naming

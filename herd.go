@@ -18,6 +18,20 @@
 // production and over a simulated network, clock and provider in tests (see
 // package herdtest).
 //
+// # Layout
+//
+// This package is the herd's core: the protocol (message.go), the client
+// table (flood.go), the node, its client sessions and peer links (node.go,
+// conn.go, peer.go), its limits and durable state, and the Places seam
+// (places.go: the query, the WHATSAT body cut to its bound, error
+// documents). The Places providers themselves (Google's two APIs, an
+// offline catalogue, the caching and limiting Frugal, and places.New,
+// which chooses among them) are package places, which imports this one
+// and never the other way round; any [PlacesClient], a [PlacesFunc]
+// included, can take their place. Package transport holds TCP and TLS,
+// herdhttp the HTTP endpoints, client a Go client, herdtest simulated
+// herds, and cmd/herd the command (its measuring kit is internal/bench).
+//
 // # Determinism rules
 //
 // The simulation depends on these, and every change to this package keeps

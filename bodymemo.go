@@ -2,7 +2,7 @@ package herd
 
 // bodymemo.go: the WHATSAT bodies of recent provider documents. Checking
 // and cutting a 20-result document costs about 0.36 ms (json.Valid is half
-// of it), fifty times a Frugal cache hit, and a popular neighbourhood asks
+// of it), fifty times a places.Frugal cache hit, and a popular neighbourhood asks
 // for the same document again and again. The memo is keyed by the
 // document's content (CRC-32C, length and bound) and confirms a hit by
 // comparing the bytes, so it is right whatever a PlacesClient does with the

@@ -7,6 +7,7 @@ import (
 
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/places"
 )
 
 // Embedding a server: Run serves until its context ends and returns nil
@@ -27,12 +28,12 @@ func ExampleNode_Run() {
 // serve runs one server until ctx ends; here, once it has answered one
 // client, it calls stop as a SIGTERM would.
 func serve(ctx context.Context, stop func()) error {
-	places, err := herd.NewPlaces(herd.PlacesConfig{Kind: "offline"}, nil)
+	pl, err := places.New(places.Config{Kind: places.KindOffline}, nil)
 	if err != nil {
 		return err
 	}
-	defer places.Close() // after Run has closed the node
-	n, err := herd.New(herd.Config{Name: "Goloman", Addr: "127.0.0.1:0", Places: places})
+	defer pl.Close() // after Run has closed the node
+	n, err := herd.New(herd.Config{Name: "Goloman", Addr: "127.0.0.1:0", Places: pl})
 	if err != nil {
 		return err // every invalid field is named
 	}

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -123,20 +121,15 @@ func hasLine(client, line string) func(*Node) bool {
 	}
 }
 
-// placesFake serves a fixture for every Nearby Search request and counts
-// the calls.
-func placesFake(t *testing.T, fixture string) *httptest.Server {
+// placesFake answers every Nearby Search with a fixture from testdata, as
+// a Google provider would pass it through.
+func placesFake(t *testing.T, fixture string) PlacesClient {
 	t.Helper()
 	body, err := os.ReadFile("testdata/" + fixture)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	return PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) { return body, nil })
 }
 
 // testConn is a client connection for tests.

@@ -18,6 +18,20 @@
 // production and over a simulated network, clock and provider in tests (see
 // package herdtest).
 //
+// # Layout
+//
+// This package is the herd's core: the protocol (message.go), the client
+// table (flood.go), the node, its client sessions and peer links (node.go,
+// conn.go, peer.go), its limits and durable state, and the Places seam
+// (places.go: the query, the WHATSAT body cut to its bound, error
+// documents). The Places providers themselves (Google's two APIs, an
+// offline catalogue, the caching and limiting Frugal, and places.New,
+// which chooses among them) are package places, which imports this one
+// and never the other way round; any [PlacesClient], a [PlacesFunc]
+// included, can take their place. Package transport holds TCP and TLS,
+// herdhttp the HTTP endpoints, client a Go client, herdtest simulated
+// herds, and cmd/herd the command (its measuring kit is internal/bench).
+//
 // # Determinism rules
 //
 // The simulation depends on these, and every change to this package keeps
@@ -48,6 +62,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/proxyherd/herd/internal/configerr"
 )
 
 // Transport opens the byte streams a node uses. One listener serves both
@@ -156,9 +172,17 @@ type Config struct {
 	// Name is this server's name: the second field of every AT line it
 	// writes and what its peers call it. Required; no white space.
 	Name string
-	// Addr is the listen address (host:port). Required; port 0 picks a free
-	// port, which [Node.Addr] reports after Start.
+	// Addr is the listen address (host:port). Required unless Listener is
+	// set; port 0 picks a free port, which [Node.Addr] reports after Start.
 	Addr string
+	// Listener, when set, is where the node serves instead of listening
+	// on Addr (which must then be empty): a listener the caller opened
+	// itself, for instance on port 0 for every node of a herd in one
+	// process before any starts, so that each knows its neighbours'
+	// addresses. Start serves on it as it is; the Transport only dials
+	// (for TLS, wrap it with tls.NewListener). The node owns it once Start
+	// has succeeded and closes it on Close; if Start fails, it stays open.
+	Listener net.Listener
 	// Peers are this node's neighbours. Names must be distinct, non-empty,
 	// free of white space and different from Name.
 	Peers []Peer
@@ -322,10 +346,21 @@ var (
 	ErrStarted = errors.New("herd: node already started")
 )
 
+// addrProblem is what net.SplitHostPort found wrong with an address,
+// without the address again: its *net.AddrError reads "address X: missing
+// port in address", and the caller has named X already.
+func addrProblem(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
 // validate checks every field and reports all problems at once, each
 // naming its field.
 func (c *Config) validate() error {
-	var errs *multierror.Error
+	errs := &multierror.Error{ErrorFormat: configerr.Format(ErrInvalidConfig.Error())}
 	bad := func(field, format string, args ...any) {
 		errs = multierror.Append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
 	}
@@ -341,10 +376,17 @@ func (c *Config) validate() error {
 		return false
 	}
 	checkName("Name", c.Name)
-	if c.Addr == "" {
+	switch {
+	case c.Listener != nil:
+		if c.Addr != "" {
+			bad("Addr", "%q: must be empty when Listener is set (the node serves on %s)", c.Addr, c.Listener.Addr())
+		}
+	case c.Addr == "":
 		bad("Addr", "must not be empty")
-	} else if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("Addr", "%q: %v", c.Addr, err)
+	default:
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			bad("Addr", "%q: %s", c.Addr, addrProblem(err))
+		}
 	}
 	seen := make(map[string]bool, len(c.Peers))
 	for i, p := range c.Peers {
@@ -363,7 +405,7 @@ func (c *Config) validate() error {
 			if p.Addr == "" {
 				bad(fmt.Sprintf("Peers[%d].Addr", i), "must be set: %s dials %s", c.Name, p.Name)
 			} else if _, _, err := net.SplitHostPort(p.Addr); err != nil {
-				bad(fmt.Sprintf("Peers[%d].Addr", i), "%q: %v", p.Addr, err)
+				bad(fmt.Sprintf("Peers[%d].Addr", i), "%q: %s", p.Addr, addrProblem(err))
 			}
 		}
 	}

@@ -136,11 +136,14 @@ func New(cfg Config) (*Node, error) {
 // Name returns the server's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Start listens on [Config.Addr] and starts accepting clients and peers and
+// Start listens on [Config.Addr] (or serves on [Config.Listener]) and starts accepting clients and peers and
 // dialing neighbours, then returns. With a [Config.StateFile] it first
 // loads the table from the snapshot and the state log, and fails if it
 // cannot start a new log segment. ctx bounds only the start itself; the
-// node runs until [Node.Close]. Start may be called once.
+// node runs until [Node.Close]. A ctx that is already done makes Start
+// return its error (context.Cause) having started nothing: no listener,
+// no goroutine, no state file opened; Start may then be called again.
+// Start succeeds at most once.
 func (n *Node) Start(ctx context.Context) error {
 	n.stateMu.Lock()
 	defer n.stateMu.Unlock()
@@ -150,18 +153,21 @@ func (n *Node) Start(ctx context.Context) error {
 	case n.started:
 		return ErrStarted
 	}
-	ln, err := n.transport.Listen(ctx, n.cfg.Addr)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	ln, release, err := n.listen(ctx)
 	if err != nil {
-		return fmt.Errorf("herd: %s: listen on %s: %w", n.cfg.Name, n.cfg.Addr, err)
+		return err
 	}
 	if err := n.checkListen(ln.Addr()); err != nil {
-		ln.Close()
+		release()
 		return err
 	}
 	if n.cfg.StateFile != "" {
 		// Loaded before the first accept: no client sees a partial table.
 		if err := n.openLog(); err != nil {
-			ln.Close()
+			release()
 			return fmt.Errorf("herd: %s: %w", n.cfg.Name, err)
 		}
 	}
@@ -184,10 +190,43 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// listen returns the listener Start serves on: [Config.Listener] as it is,
+// or else a new one from the Transport on [Config.Addr]. release undoes
+// it if Start fails: it closes a listener of the node's own and leaves
+// the caller's open, since the caller still owns it.
+func (n *Node) listen(ctx context.Context) (ln net.Listener, release func(), err error) {
+	if ln := n.cfg.Listener; ln != nil {
+		return ln, func() {}, nil
+	}
+	ln, err = n.transport.Listen(ctx, n.cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("herd: %s: %w", n.cfg.Name, listenError(n.cfg.Addr, err))
+	}
+	return ln, func() { ln.Close() }, nil
+}
+
+// listenError is err, a Transport's failure to listen on addr, naming
+// addr once: as it comes when it names addr already (a *net.OpError
+// reads "listen tcp 127.0.0.1:12000: bind: address already in use"),
+// else prefixed "listen on addr: ".
+func listenError(addr string, err error) error {
+	if strings.Contains(err.Error(), addr) {
+		return err
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
+}
+
 // Run starts the node, serves until ctx is done, then closes it and waits
 // for every goroutine it started. It returns nil after a shutdown caused by
-// ctx, or the error that stopped the node. It suits errgroup and main.
+// ctx, or the error that stopped the node. It suits errgroup and main. A
+// ctx that is already done (a signal during a service's start-up) closes
+// the node without starting it, and Run returns nil, as for any shutdown
+// caused by ctx.
 func (n *Node) Run(ctx context.Context) error {
+	if ctx.Err() != nil {
+		n.Close()
+		return nil
+	}
 	if err := n.Start(ctx); err != nil {
 		return err
 	}

@@ -277,7 +277,7 @@ func TestHerd2018OverTCP(t *testing.T) {
 	clock := kiwiClock()
 	h := startHerd(t, Presets["2018"], func(c *Config) {
 		c.Clock = clock
-		c.Places = GoogleLegacy{BaseURL: fake.URL, Key: "test-key"}
+		c.Places = fake
 	})
 
 	// An IAMAT at Goloman reaches every server.

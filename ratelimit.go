@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/proxyherd/herd/internal/gdoc"
+
 	"golang.org/x/time/rate"
 )
 
@@ -61,7 +63,7 @@ type PlacesLimits struct {
 }
 
 // PlacesCache is implemented by a [PlacesClient] that can answer a query
-// from what it already holds, without a provider call, as [Frugal] can.
+// from what it already holds, without a provider call, as places.Frugal can.
 // When a limit turns a WHATSAT away, the node asks the Config.Places
 // provider's Cached method, if it has one, for the document to send.
 type PlacesCache interface {
@@ -158,13 +160,13 @@ func newPlacesGate(l PlacesLimits) *placesGate {
 		g.server = rate.NewLimiter(rate.Limit(l.ServerRate), l.ServerBurst)
 	}
 	per := func(what string, r float64, burst int) []byte {
-		return legacyErrorJSON("OVER_QUERY_LIMIT", fmt.Sprintf("herd: over the %s limit of %s Places calls a second (burst %d); try again shortly",
+		return gdoc.ErrorDoc("OVER_QUERY_LIMIT", fmt.Sprintf("herd: over the %s limit of %s Places calls a second (burst %d); try again shortly",
 			what, strconv.FormatFloat(r, 'f', -1, 64), burst))
 	}
 	g.docs[limitConn] = per("per-connection", l.ConnRate, l.ConnBurst)
 	g.docs[limitAddr] = per("per-address", l.AddrRate, l.AddrBurst)
 	g.docs[limitServer] = per("per-server", l.ServerRate, l.ServerBurst)
-	g.docs[limitDaily] = legacyErrorJSON("OVER_QUERY_LIMIT", fmt.Sprintf("herd: over this server's daily budget of %d Places calls; it renews at 00:00 UTC", l.DailyBudget))
+	g.docs[limitDaily] = gdoc.ErrorDoc("OVER_QUERY_LIMIT", fmt.Sprintf("herd: over this server's daily budget of %d Places calls; it renews at 00:00 UTC", l.DailyBudget))
 	return g
 }
 

@@ -208,17 +208,17 @@ func TestPlacesDailyBudgetRenewsAtMidnight(t *testing.T) {
 }
 
 // TestLimitedWhatsatFromCache: a WHATSAT over a limit gets the cached
-// answer to exactly its query when the Frugal cache holds one, and the
+// answer to exactly its query when the provider's cache (a [PlacesCache],
+// as places.Frugal is) holds one, and the
 // OVER_QUERY_LIMIT document otherwise; neither calls the provider.
 func TestLimitedWhatsatFromCache(t *testing.T) {
 	var calls atomic.Int64
 	clock := kiwiClock()
 	doc := `{"html_attributions":[],"results":[{"name":"a"},{"name":"b"}],"status":"OK"}`
-	frugal := NewFrugal(PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) {
+	frugal := &memoPlaces{next: PlacesFunc(func(context.Context, NearbyQuery) ([]byte, error) {
 		calls.Add(1)
 		return []byte(doc), nil
-	}), clock, FrugalOptions{})
-	t.Cleanup(func() { frugal.Close() })
+	})}
 	n := startNode(t, Config{
 		Name: "Goloman", Clock: clock, Places: frugal,
 		PlacesLimits: PlacesLimits{ConnRate: 0.001, ConnBurst: 1},
@@ -360,4 +360,32 @@ func BenchmarkPlacesAdmit(b *testing.B) {
 			b.Fatal("limited")
 		}
 	}
+}
+
+// memoPlaces is a [PlacesCache] that remembers every answer of next, by
+// query, as places.Frugal's cache does while its entries are fresh.
+type memoPlaces struct {
+	next PlacesClient
+	mu   sync.Mutex
+	docs map[NearbyQuery][]byte
+}
+
+func (m *memoPlaces) Nearby(ctx context.Context, q NearbyQuery) ([]byte, error) {
+	doc, err := m.next.Nearby(ctx, q)
+	if err == nil {
+		m.mu.Lock()
+		if m.docs == nil {
+			m.docs = make(map[NearbyQuery][]byte)
+		}
+		m.docs[q] = doc
+		m.mu.Unlock()
+	}
+	return doc, err
+}
+
+func (m *memoPlaces) Cached(q NearbyQuery) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	doc, ok := m.docs[q]
+	return doc, ok
 }

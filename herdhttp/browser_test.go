@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
 	"github.com/proxyherd/herd/client"
 )
 

@@ -39,7 +39,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/places"
 )
 
 // Options configure [New]. The zero value serves everything but pprof,
@@ -50,7 +52,7 @@ type Options struct {
 	Observer *Observer
 	// Frugal, when set, is the node's caching Places wrapper, whose
 	// counters /metrics serves as herd_frugal_*.
-	Frugal *herd.Frugal
+	Frugal *places.Frugal
 	// Pprof serves net/http/pprof's profiles under /debug/pprof/. They
 	// can stall the process and reveal its internals: leave it off unless
 	// the address is trusted.

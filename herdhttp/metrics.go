@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/places"
 )
 
 // Observer is a [herd.Observer] that keeps the node's timings as
@@ -131,18 +133,18 @@ var nodeStats = []stat[herd.Stats]{
 	counter("herd_state_errors_total", "State file load or save failures.", func(s *herd.Stats) uint64 { return s.StateErrors }),
 }
 
-// frugalStats are the metrics of [herd.FrugalStats].
-var frugalStats = []stat[herd.FrugalStats]{
-	counter("herd_frugal_lookups_total", "Lookups of the caching Places wrapper.", func(s *herd.FrugalStats) uint64 { return s.Lookups }),
-	counter("herd_frugal_cache_hits_total", "Lookups answered from the cache.", func(s *herd.FrugalStats) uint64 { return s.CacheHits }),
-	counter("herd_frugal_merged_total", "Lookups answered by another lookup's provider call.", func(s *herd.FrugalStats) uint64 { return s.Merged }),
-	counter("herd_frugal_provider_calls_total", "Calls to the provider, retries included.", func(s *herd.FrugalStats) uint64 { return s.ProviderCalls }),
-	counter("herd_frugal_retries_total", "Provider calls that were retries.", func(s *herd.FrugalStats) uint64 { return s.Retries }),
-	counter("herd_frugal_provider_errors_total", "Provider calls that returned an error.", func(s *herd.FrugalStats) uint64 { return s.ProviderErrors }),
-	counter("herd_frugal_busy_total", "Merged lookups that found no provider slot in time.", func(s *herd.FrugalStats) uint64 { return s.Busy }),
-	counter("herd_frugal_errors_total", "Lookups that returned an error.", func(s *herd.FrugalStats) uint64 { return s.Errors }),
-	gauge("herd_frugal_waiting", "Lookups waiting for a provider call.", func(s *herd.FrugalStats) int64 { return s.Waiting }),
-	gauge("herd_frugal_cache_entries", "Answers cached.", func(s *herd.FrugalStats) int { return s.CacheEntries }),
+// frugalStats are the metrics of [places.FrugalStats].
+var frugalStats = []stat[places.FrugalStats]{
+	counter("herd_frugal_lookups_total", "Lookups of the caching Places wrapper.", func(s *places.FrugalStats) uint64 { return s.Lookups }),
+	counter("herd_frugal_cache_hits_total", "Lookups answered from the cache.", func(s *places.FrugalStats) uint64 { return s.CacheHits }),
+	counter("herd_frugal_merged_total", "Lookups answered by another lookup's provider call.", func(s *places.FrugalStats) uint64 { return s.Merged }),
+	counter("herd_frugal_provider_calls_total", "Calls to the provider, retries included.", func(s *places.FrugalStats) uint64 { return s.ProviderCalls }),
+	counter("herd_frugal_retries_total", "Provider calls that were retries.", func(s *places.FrugalStats) uint64 { return s.Retries }),
+	counter("herd_frugal_provider_errors_total", "Provider calls that returned an error.", func(s *places.FrugalStats) uint64 { return s.ProviderErrors }),
+	counter("herd_frugal_busy_total", "Merged lookups that found no provider slot in time.", func(s *places.FrugalStats) uint64 { return s.Busy }),
+	counter("herd_frugal_errors_total", "Lookups that returned an error.", func(s *places.FrugalStats) uint64 { return s.Errors }),
+	gauge("herd_frugal_waiting", "Lookups waiting for a provider call.", func(s *places.FrugalStats) int64 { return s.Waiting }),
+	gauge("herd_frugal_cache_entries", "Answers cached.", func(s *places.FrugalStats) int { return s.CacheEntries }),
 }
 
 // Per-link metrics, labelled with the neighbour's name.
@@ -160,10 +162,10 @@ var (
 // nodeCollector reads a node's counters and links at each scrape.
 type nodeCollector struct {
 	node   *herd.Node
-	frugal *herd.Frugal
+	frugal *places.Frugal
 }
 
-func newNodeCollector(node *herd.Node, frugal *herd.Frugal) *nodeCollector {
+func newNodeCollector(node *herd.Node, frugal *places.Frugal) *nodeCollector {
 	return &nodeCollector{node: node, frugal: frugal}
 }
 

@@ -21,8 +21,10 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/go-multierror"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
+	"github.com/proxyherd/herd/places"
 	"github.com/proxyherd/herd/transport"
 )
 
@@ -312,7 +314,7 @@ func (fc *fileConfig) validate() error {
 		if err := dec.Decode(&fc.provider); err != nil {
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) && te.Field != "" {
-				bad("provider."+strings.TrimPrefix(te.Field, "PlacesConfig."), "must be %s, not %s", jsonKind(te.Type), te.Value)
+				bad("provider."+strings.TrimPrefix(te.Field, "Config."), "must be %s, not %s", jsonKind(te.Type), te.Value)
 			} else {
 				bad("provider", "%s", strings.TrimPrefix(err.Error(), "json: "))
 			}
@@ -518,7 +520,7 @@ func (fc *fileConfig) topology() herd.Topology {
 // its Places provider, which the caller closes after the node. getenv
 // reads the environment for the key and the secret; names names the
 // provider's fields in errors (see cli.Provider.Places).
-func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names func(string) string) (herd.Config, *herd.Frugal, error) {
+func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names func(string) string) (herd.Config, *places.Frugal, error) {
 	s, ok := fc.server(name)
 	if !ok {
 		return herd.Config{}, nil, fmt.Errorf("-name: %q is not in servers (have %s)", name, strings.Join(fc.serverNames(), ", "))
@@ -579,8 +581,8 @@ func (fc *fileConfig) nodeConfig(name string, getenv func(string) string, names 
 	}
 	p := fc.provider
 	if p.Timeout == 0 {
-		// herd.PlacesConfig asks for its Timeout to equal the node's.
-		p.Timeout = herd.PlacesDuration(fc.parsed.placesTimeout)
+		// places.Config asks for its Timeout to equal the node's.
+		p.Timeout = places.Duration(fc.parsed.placesTimeout)
 	}
 	places, err := p.Places(getenv, names)
 	if err != nil {

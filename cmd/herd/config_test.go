@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hashicorp/go-multierror"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
 )

@@ -6,11 +6,8 @@ import (
 	"time"
 
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/internal/cli"
 )
-
-// DefaultAddr is where the client subcommands connect by default: Goloman
-// in the five-server demo.
-const DefaultAddr = "127.0.0.1:12000"
 
 // DefaultTimeout bounds a client subcommand's whole exchange by default.
 // A WHATSAT may wait for the server's Places provider (10s by default).
@@ -26,7 +23,7 @@ func init() {
 }
 
 func iamatFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
-	addr := fs.String("addr", DefaultAddr, "server `address`")
+	addr := fs.String("addr", cli.DefaultAddr, "server `address`")
 	timeout := fs.Duration("timeout", DefaultTimeout, "give up after this `duration`")
 	dialer := clientTLSFlags(fs)
 	return func(ctx context.Context, e *env, args []string) int {

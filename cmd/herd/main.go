@@ -119,13 +119,66 @@ func run(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	fs, do := newFlagSet(c, e.stderr)
-	if err := fs.Parse(rest); err != nil {
+	args, err := parseFlags(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage // the flag package has printed the error and usage
 	}
-	return do(ctx, e, fs.Args())
+	return do(ctx, e, args)
+}
+
+// parseFlags parses args on fs and returns the arguments, accepting flags
+// after them too ("herd iamat kiwi +34-118 -addr X"): after the first
+// argument, an argument is a flag only if it names one of fs's flags, so
+// that locations ("-33.86+151.20") and other arguments that start with
+// '-' stay arguments. Everything after "--" is an argument.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	rest := fs.Args()
+	if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+		return rest, nil // fs.Parse stopped at "--"
+	}
+	var pos, flags []string
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			pos = append(pos, rest[i+1:]...)
+			break
+		}
+		f := namedFlag(fs, a)
+		if f == nil {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !strings.Contains(a, "=") && (!ok || !b.IsBoolFlag()) && i+1 < len(rest) {
+			i++
+			flags = append(flags, rest[i]) // the flag's value, whatever it looks like
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
+// namedFlag returns the flag of fs that arg ("-name", "--name",
+// "-name=value") names, or nil when arg names none.
+func namedFlag(fs *flag.FlagSet, arg string) *flag.Flag {
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok {
+		return nil
+	}
+	name = strings.TrimPrefix(name, "-")
+	name, _, _ = strings.Cut(name, "=")
+	if name == "" {
+		return nil
+	}
+	return fs.Lookup(name)
 }
 
 // newFlagSet declares c's flags on a fresh flag set whose usage goes to w.
@@ -143,7 +196,7 @@ func newFlagSet(c *command, w io.Writer) (*flag.FlagSet, func(context.Context, *
 		var any bool
 		fs.VisitAll(func(*flag.Flag) { any = true })
 		if any {
-			fmt.Fprintf(w, "\nFlags (before the arguments):\n")
+			fmt.Fprintf(w, "\nFlags (before or after the arguments):\n")
 			fs.PrintDefaults()
 		}
 	}
@@ -156,7 +209,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "  %-9s %s\n", "help", "show this list, or a command's flags: herd help <command>")
-	fmt.Fprintf(w, "\nFlags come before arguments; put -- before an argument that starts with '-'\n(a client ID; locations like -33.86+151.20 are fine after the first argument).\n")
+	fmt.Fprintf(w, "\nFlags may come before or after the arguments; put -- before an argument that\nstarts with '-' (a client ID; locations like -33.86+151.20 are fine after the\nfirst argument).\n")
 }
 
 // usageError prints msg and the command's usage line, and returns

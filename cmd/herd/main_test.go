@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,13 +9,14 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/leakcheck"
+	"github.com/proxyherd/herd/internal/testio"
 )
 
 // TestMain fails the run if a node or client goroutine outlives the tests.
@@ -24,41 +24,10 @@ func TestMain(m *testing.M) {
 	leakcheck.Main(m, "client.(*Conn).readLoop", "herd.(*Node)", "logging.(*Writer)")
 }
 
-// lineWriter is a concurrency-safe output that also hands out complete
-// lines as they are written.
-type lineWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	part  []byte
-	lines chan string
-}
+// lineWriter is a concurrency-safe output that hands out complete lines.
+type lineWriter = testio.LineWriter
 
-func newLineWriter() *lineWriter { return &lineWriter{lines: make(chan string, 100)} }
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	w.part = append(w.part, p...)
-	for {
-		i := bytes.IndexByte(w.part, '\n')
-		if i < 0 {
-			break
-		}
-		select {
-		case w.lines <- string(w.part[:i]):
-		default:
-		}
-		w.part = w.part[i+1:]
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
+func newLineWriter() *lineWriter { return testio.NewLineWriter() }
 
 // testEnv returns an env with captured output, the given environment
 // variables and a fixed "now".
@@ -107,7 +76,19 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), e, []string{"help", "serve"}); code != exitOK || !strings.Contains(out.String(), "-config file") {
 		t.Errorf("help serve: exit %d\n%s", code, out)
 	}
+	e, out, _ = testEnv(nil)
+	if code := run(context.Background(), e, []string{"help", "bench"}); code != exitOK || !strings.Contains(out.String(), "herd bench prop -from A -to B") {
+		t.Errorf("help bench: exit %d\n%s", code, out)
+	}
 	e, _, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"bench", "load", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "-inflight") {
+		t.Errorf("bench load -h: exit %d\n%s", code, errOut)
+	}
+	e, _, errOut = testEnv(nil)
+	if code := run(context.Background(), e, []string{"bench", "nope"}); code != exitUsage || !strings.Contains(errOut.String(), `unknown mode "nope"`) {
+		t.Errorf("bench nope: exit %d\n%s", code, errOut)
+	}
+	e, _, errOut = testEnv(nil)
 	if code := run(context.Background(), e, []string{"whatsat", "-h"}); code != exitOK || !strings.Contains(errOut.String(), "usage: herd whatsat") {
 		t.Errorf("whatsat -h: exit %d\n%s", code, errOut)
 	}
@@ -146,6 +127,10 @@ func TestClientCommands(t *testing.T) {
 		{"whatsat too many", []string{"whatsat", "-addr", addr, "a", "1", "2", "3"}, exitUsage, "", "want CLIENT RADIUS BOUND, got 4 arguments", false},
 		{"white space", []string{"iamat", "-addr", addr, "kiwi fruit", "+1.0+1.0"}, exitUsage, "", "contains white space", false},
 		{"client after --", []string{"iamat", "-addr", addr, "--", "-dash", "+1.0+1.0", "1520023934.918963997"}, exitOK, "AT Goloman +0.263873386 -dash +1.0+1.0 1520023934.918963997\n", "", false},
+		{"flags after the arguments", []string{"iamat", "lemon", "-33.86+151.20", "-addr", addr}, exitOK, "AT Goloman +0.263873386 lemon -33.86+151.20 1520023934.918963997\n", "", false},
+		{"flags between and after", []string{"whatsat", "kiwi.cs.ucla.edu", "-timeout", "5s", "10", "0", "-addr=" + addr}, exitOK, kiwiAT + "\n" + emptyJSON + "\n\n", "", false},
+		{"a flag's name after --", []string{"iamat", "-addr", addr, "--", "-addr", "+1.0+1.0", "1520023934.918963997"}, exitOK, "AT Goloman +0.263873386 -addr +1.0+1.0 1520023934.918963997\n", "", false},
+		{"flag after the arguments without its value", []string{"iamat", "kiwi", "+1.0+1.0", "-addr"}, exitUsage, "", "flag needs an argument: -addr", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, out, errOut := testEnv(nil)
@@ -208,7 +193,7 @@ func TestServeConfigFile(t *testing.T) {
 	}()
 	var addr string
 	select {
-	case line := <-out.lines:
+	case line := <-out.Lines:
 		m := listening.FindStringSubmatch(line)
 		if m == nil || m[1] != "Goloman" || m[3] != "Hands 127.0.0.1:2" {
 			t.Fatalf("first line %q", line)
@@ -366,5 +351,24 @@ func TestVersionLine(t *testing.T) {
 	e, _, errOut = testEnv(nil)
 	if code := run(context.Background(), e, []string{"version", "extra"}); code != exitUsage || !strings.Contains(errOut.String(), "unexpected arguments") {
 		t.Errorf("herd version extra: exit %d, %q", code, errOut)
+	}
+}
+
+// TestServeBusyPort: a port already taken is reported once, in the
+// listener's words, without the library's "herd: " after "herd serve: ".
+func TestServeBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	e, _, errOut := testEnv(nil)
+	if code := run(context.Background(), e, []string{"serve", "-preset", "2018", "-port", port, "-name", "Goloman"}); code != exitFailure {
+		t.Fatalf("exit %d, want %d\n%s", code, exitFailure, errOut)
+	}
+	if want := "herd serve: Goloman: listen tcp " + addr + ": bind: address already in use\n"; errOut.String() != want {
+		t.Errorf("stderr:\n%s", cmp.Diff(want, errOut.String()))
 	}
 }

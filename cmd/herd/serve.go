@@ -15,10 +15,12 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/herdhttp"
 	"github.com/proxyherd/herd/internal/cli"
 	"github.com/proxyherd/herd/internal/logging"
+	"github.com/proxyherd/herd/places"
 )
 
 // DefaultPort is the first port of a preset herd: the demo's Goloman.
@@ -100,7 +102,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 				return configError(e, err)
 			}
 			if *placesKind != "" || *placesURL != "" {
-				fc.Provider, _ = json.Marshal(cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: *placesKind, BaseURL: *placesURL}})
+				fc.Provider, _ = json.Marshal(cli.Provider{Config: places.Config{Kind: *placesKind, BaseURL: *placesURL}})
 			}
 			fc.SecretEnv = *secretEnv
 			fc.InsecurePeers = *insecurePeers
@@ -128,7 +130,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 		if *preset != "" {
 			names = cli.PlacesFlagNames
 		}
-		cfg, places, err := fc.nodeConfig(*name, e.getenv, names)
+		cfg, provider, err := fc.nodeConfig(*name, e.getenv, names)
 		if err != nil {
 			var me *multierror.Error
 			if errors.As(err, &me) && *configPath != "" {
@@ -136,7 +138,7 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			}
 			return configError(e, err)
 		}
-		defer places.Close() // after the node has closed
+		defer provider.Close() // after the node has closed
 		if err := checkProtected(cfg, *configPath == ""); err != nil {
 			return configError(e, err)
 		}
@@ -212,13 +214,13 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			if loopback, _ := cli.CheckHTTPAddr(addr); !loopback {
 				log.Logger.Warn("HTTP endpoint is not on loopback: whoever reaches it sees the metrics, the status page with client IDs and locations, and with -pprof the process's profiles", "server", cfg.Name, "addr", addr)
 			}
-			m, err = cli.StartMetrics(ctx, addr, httpHandler(node, places, log, obs, *pprofOn || fc.Pprof))
+			m, err = cli.StartMetrics(ctx, addr, httpHandler(node, provider, log, obs, *pprofOn || fc.Pprof))
 			if err != nil {
 				fmt.Fprintf(e.stderr, "herd serve: %s: http: %v\n", cfg.Name, err)
 				return exitFailure
 			}
 		}
-		notices := []string{"Places: " + places.String()}
+		notices := []string{"Places: " + provider.String()}
 		if len(cfg.Secret) == 0 {
 			how := "set one with -secret-env VAR"
 			if *configPath != "" {
@@ -290,10 +292,10 @@ func placesLimitFlags(fs *flag.FlagSet) *herd.PlacesLimits {
 
 // httpHandler serves a server's HTTP endpoints: package herdhttp's, and
 // at /debug/vars the expvar JSON that herd serve served before it.
-func httpHandler(node *herd.Node, places *herd.Frugal, log *logging.Log, obs *herdhttp.Observer, pprof bool) http.Handler {
+func httpHandler(node *herd.Node, provider *places.Frugal, log *logging.Log, obs *herdhttp.Observer, pprof bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, places, log)))
-	mux.Handle("/", herdhttp.New(node, herdhttp.Options{Observer: obs, Frugal: places, Pprof: pprof}))
+	mux.Handle(cli.MetricsPath, cli.MetricsHandler(metricsVars(node, provider, log)))
+	mux.Handle("/", herdhttp.New(node, herdhttp.Options{Observer: obs, Frugal: provider, Pprof: pprof}))
 	return mux
 }
 
@@ -309,17 +311,17 @@ func overrideState(fc *fileConfig, set map[string]bool, ack, stateFile string) {
 
 // metricsVars are the variables a server's metrics add to expvar's:
 // "herd", the node's Stats, "herd_places", the Places provider's
-// FrugalStats (when it is a *herd.Frugal, as serve's always is), and
+// FrugalStats (when it is a *places.Frugal, as serve's always is), and
 // "herd_log", the log's counts (lines written, and dropped because the
 // disk did not keep up).
-func metricsVars(node *herd.Node, places herd.PlacesClient, log *logging.Log) map[string]expvar.Var {
+func metricsVars(node *herd.Node, provider herd.PlacesClient, log *logging.Log) map[string]expvar.Var {
 	vars := map[string]expvar.Var{
 		"herd": expvar.Func(func() any { return node.Stats() }),
 		"herd_log": expvar.Func(func() any {
 			return map[string]uint64{"Lines": log.Writer().Lines(), "Dropped": log.Dropped()}
 		}),
 	}
-	if f, ok := places.(*herd.Frugal); ok && f != nil {
+	if f, ok := provider.(*places.Frugal); ok && f != nil {
 		vars["herd_places"] = expvar.Func(func() any { return f.Stats() })
 	}
 	return vars
@@ -357,7 +359,7 @@ func serveNode(ctx context.Context, e *env, node *herd.Node, cfg herd.Config, no
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "herd serve: %v\n", err)
+		fmt.Fprintf(e.stderr, "herd serve: %s\n", libError(err))
 		return exitFailure
 	}
 	fmt.Fprintf(e.stderr, "herd serve: %s: shut down\n", cfg.Name)
@@ -382,9 +384,16 @@ func configError(e *env, err error) int {
 		errs = []error{err}
 	}
 	for _, err := range errs {
-		for line := range strings.SplitSeq(err.Error(), "\n") {
+		for line := range strings.SplitSeq(libError(err), "\n") {
 			fmt.Fprintf(e.stderr, "herd serve: %s\n", line)
 		}
 	}
 	return exitUsage
+}
+
+// libError is the text of err, an error of package herd or places, without
+// the "herd: " they begin with: after "herd serve: " it would say herd
+// twice ("herd serve: Goloman: listen tcp ...: address already in use").
+func libError(err error) string {
+	return strings.TrimPrefix(err.Error(), "herd: ")
 }

@@ -24,8 +24,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-multierror"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/testcert"
+	"github.com/proxyherd/herd/places"
 )
 
 // logWatch is an output that lets a test wait for text to appear in it.
@@ -104,7 +106,7 @@ func serveInProcess(t *testing.T, wantMetrics bool, args ...string) *served {
 	metrics := ""
 	for s.addr == "" || (wantMetrics && (s.vars == "" || metrics == "")) {
 		select {
-		case line := <-s.stdout.lines:
+		case line := <-s.stdout.Lines:
 			if m := listening.FindStringSubmatch(line); m != nil {
 				s.addr = m[2]
 			} else if m := statusLine.FindStringSubmatch(line); m != nil {
@@ -216,7 +218,7 @@ func TestServeMetrics(t *testing.T) {
 	if st.IAMAT != 1 || st.WHATSAT != 1 || st.Clients != 1 || st.RecordsLocal != 1 || st.ConnsAccepted != 2 || st.PlacesCalls != 1 {
 		t.Fatalf("after IAMAT and WHATSAT: %+v", st)
 	}
-	var places herd.FrugalStats
+	var places places.FrugalStats
 	if err := json.Unmarshal(vars["herd_places"], &places); err != nil || places.Lookups != 1 {
 		t.Fatalf("herd_places %s (%v), want one lookup", vars["herd_places"], err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/proxyherd/herd/client"
+	"github.com/proxyherd/herd/internal/cli"
 )
 
 func init() {
@@ -21,7 +22,7 @@ func init() {
 }
 
 func whatsatFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
-	addr := fs.String("addr", DefaultAddr, "server `address`")
+	addr := fs.String("addr", cli.DefaultAddr, "server `address`")
 	timeout := fs.Duration("timeout", DefaultTimeout, "give up after this `duration`")
 	dialer := clientTLSFlags(fs)
 	return func(ctx context.Context, e *env, args []string) int {

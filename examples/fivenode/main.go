@@ -40,11 +40,13 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/proxyherd/herd"
 	"github.com/proxyherd/herd/internal/cli"
 	"github.com/proxyherd/herd/internal/logging"
+	"github.com/proxyherd/herd/places"
 	"github.com/proxyherd/herd/transport"
-	"golang.org/x/sync/errgroup"
 )
 
 // DefaultPort is Goloman's port; the others follow in preset order.
@@ -275,7 +277,7 @@ func (p *preListened) Listen(ctx context.Context, addr string) (net.Listener, er
 // placesFor builds the Places provider from the -places and -places-url
 // flags and the key in the environment. Provider choice itself is
 // cli.Provider.Places, shared with cmd/herd.
-func placesFor(kind, baseURL string, getenv func(string) string) (*herd.Frugal, error) {
-	p := cli.Provider{PlacesConfig: herd.PlacesConfig{Kind: kind, BaseURL: baseURL}}
+func placesFor(kind, baseURL string, getenv func(string) string) (*places.Frugal, error) {
+	p := cli.Provider{Config: places.Config{Kind: kind, BaseURL: baseURL}}
 	return p.Places(getenv, cli.PlacesFlagNames)
 }

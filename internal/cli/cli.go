@@ -14,8 +14,14 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
+
 	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/places"
 )
+
+// DefaultAddr is where the client subcommands and "herd bench" connect by
+// default: Goloman in the five-server demo.
+const DefaultAddr = "127.0.0.1:12000"
 
 // KeyEnv is the environment variable that holds the Google API key when
 // a configuration names none.
@@ -23,10 +29,10 @@ const KeyEnv = "GOOGLE_MAPS_API_KEY"
 
 // Provider says which Places provider answers WHATSAT. It is the
 // "provider" object of a herd config file, and what the demo's flags
-// build: [herd.PlacesConfig] (kind, key, base_url, catalogue, cache and
+// build: [places.Config] (kind, key, base_url, catalogue, cache and
 // retry settings) plus key_env, so that keys need not be written in files.
 type Provider struct {
-	herd.PlacesConfig
+	places.Config
 	// KeyEnv names the environment variable holding the key when Key is
 	// empty; empty means GOOGLE_MAPS_API_KEY. At most one of Key and
 	// KeyEnv is set.
@@ -34,17 +40,17 @@ type Provider struct {
 }
 
 // Places resolves the key (Key, else the variable KeyEnv names, read with
-// getenv) and builds the provider with [herd.NewPlaces]: with the default
+// getenv) and builds the provider with [places.New]: with the default
 // kind, Google's Places API (New) when there is a key and the built-in
 // offline catalogue otherwise. The result's String describes it for the
 // person starting the server, never with the key; close it after the
 // nodes that use it.
 //
 // Errors name fields as the user wrote them: name maps a
-// [herd.PlacesConfig] field name ("Kind", "BaseURL", ...) to a config-file
+// [places.Config] field name ("Kind", "BaseURL", ...) to a config-file
 // key or a flag (see [JSONNames]). Every problem is reported at once.
-func (p Provider) Places(getenv func(string) string, name func(field string) string) (*herd.Frugal, error) {
-	cfg := p.PlacesConfig
+func (p Provider) Places(getenv func(string) string, name func(field string) string) (*places.Frugal, error) {
+	cfg := p.Config
 	env := p.KeyEnv
 	if env == "" {
 		env = KeyEnv
@@ -56,7 +62,7 @@ func (p Provider) Places(getenv func(string) string, name func(field string) str
 	if cfg.Key == "" {
 		cfg.Key = getenv(env)
 	}
-	f, err := herd.NewPlaces(cfg, nil)
+	f, err := places.New(cfg, nil)
 	if err != nil {
 		var me *multierror.Error
 		if errors.As(err, &me) {
@@ -100,11 +106,11 @@ func (p Provider) renameField(err error, name func(string) string, env string) e
 }
 
 // JSONNames returns the field namer for a config file: a
-// [herd.PlacesConfig] or [Provider] field becomes prefix+"."+its JSON key
+// [places.Config] or [Provider] field becomes prefix+"."+its JSON key
 // ("BaseURL" becomes "provider.base_url").
 func JSONNames(prefix string) func(string) string {
 	keys := map[string]string{}
-	for _, t := range []reflect.Type{reflect.TypeFor[herd.PlacesConfig](), reflect.TypeFor[Provider]()} {
+	for _, t := range []reflect.Type{reflect.TypeFor[places.Config](), reflect.TypeFor[Provider]()} {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" && tag != "-" {

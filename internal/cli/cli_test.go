@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/proxyherd/herd"
+	"github.com/proxyherd/herd/places"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -26,13 +26,13 @@ func TestProviderPlaces(t *testing.T) {
 	}{
 		{"auto without key", Provider{}, nil, "offline catalogue (39 places)"},
 		{"auto with key", Provider{}, map[string]string{KeyEnv: "k"}, "Google Places API (New)"},
-		{"key_env", Provider{PlacesConfig: herd.PlacesConfig{Kind: "legacy", BaseURL: "http://127.0.0.1:9"}, KeyEnv: "MINE"}, map[string]string{"MINE": "k"},
+		{"key_env", Provider{Config: places.Config{Kind: "legacy", BaseURL: "http://127.0.0.1:9"}, KeyEnv: "MINE"}, map[string]string{"MINE": "k"},
 			"Google Places Nearby Search (legacy) at http://127.0.0.1:9"},
-		{"offline despite key", Provider{PlacesConfig: herd.PlacesConfig{Kind: "offline"}}, map[string]string{KeyEnv: "k"}, "offline catalogue (39 places)"},
-		{"key and key_env", Provider{PlacesConfig: herd.PlacesConfig{Key: "k"}, KeyEnv: "MINE"}, nil, "provider.key: set it or provider.key_env, not both"},
-		{"missing key", Provider{PlacesConfig: herd.PlacesConfig{Kind: "new"}, KeyEnv: "MINE"}, nil,
+		{"offline despite key", Provider{Config: places.Config{Kind: "offline"}}, map[string]string{KeyEnv: "k"}, "offline catalogue (39 places)"},
+		{"key and key_env", Provider{Config: places.Config{Key: "k"}, KeyEnv: "MINE"}, nil, "provider.key: set it or provider.key_env, not both"},
+		{"missing key", Provider{Config: places.Config{Kind: "new"}, KeyEnv: "MINE"}, nil,
 			`provider.key: must be set for kind "new" (the key comes from $MINE, which is empty or unset)`},
-		{"several problems", Provider{PlacesConfig: herd.PlacesConfig{Kind: "offline", BaseURL: "x", FieldMask: "a"}}, nil,
+		{"several problems", Provider{Config: places.Config{Kind: "offline", BaseURL: "x", FieldMask: "a"}}, nil,
 			"provider.base_url: only Google kinds use it, and kind is \"offline\"\nprovider.field_mask: only kinds \"new\" and \"new-raw\" use it, and kind is \"offline\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

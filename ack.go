@@ -2,7 +2,8 @@ package herd
 
 // ack.go: when a node answers an IAMAT (Config.Ack), and the session's side
 // of the durable mode: a session notes how far the state log must be on
-// disk for the replies it holds, and waits for that before writing them.
+// disk for the replies it holds; its writer (ackwriter.go) waits for that
+// before writing them.
 
 import (
 	"fmt"
@@ -76,19 +77,4 @@ func (s *session) noteAck() {
 	if w := s.n.wal; w != nil && w.durable {
 		s.ackPos = w.endPos.Load()
 	}
-}
-
-// awaitDurable waits, in durable mode, until the log is on disk up to the
-// position noteAck recorded. It fails if the log stopped first: the
-// replies must then not be sent, and, as ackPos stays, no later ones
-// either (they would answer the wrong commands), so the session ends.
-func (s *session) awaitDurable() error {
-	if s.ackPos == 0 {
-		return nil
-	}
-	if err := s.n.wal.waitSynced(s.ackPos); err != nil {
-		return err
-	}
-	s.ackPos = 0
-	return nil
 }

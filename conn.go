@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,9 @@ type session struct {
 	// ackPos is how far the state log must be on disk before out may be
 	// written (AckDurable; see noteAck).
 	ackPos uint64
+	// aw writes replies that wait for an fsync (AckDurable; see
+	// handOff), started by the first of them; nil otherwise.
+	aw *ackWriter
 
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
@@ -145,6 +149,9 @@ func (n *Node) runSession(s *session) {
 
 // endSession logs why a session ended and closes its connection.
 func (n *Node) endSession(s *session, reason string) {
+	if err := s.finishWrites(); err != nil && !strings.HasPrefix(reason, "write: ") {
+		reason += "; write: " + err.Error()
+	}
 	s.flushLog()
 	n.flushWakes()
 	s.publishCounts() // commands whose replies were never written count too
@@ -191,7 +198,14 @@ func (s *session) serve() string {
 				return "write: " + err.Error()
 			}
 			if err := s.fill(); err != nil {
+				if werr := s.ackErr(); werr != nil {
+					// The writer failed and closed the connection.
+					return "write: " + werr.Error()
+				}
 				if s.parkRequested(err) {
+					if werr := s.finishWrites(); werr != nil {
+						return "write: " + werr.Error()
+					}
 					s.out = nil // an idle session holds no buffers
 					s.lr.release()
 					n.stats.parked.Add(1)
@@ -239,14 +253,22 @@ func (s *session) reply(out []byte) {
 }
 
 // flush writes every pending reply in one write. Replies are appended
-// whole, so no reader ever sees half of one.
+// whole, so no reader ever sees half of one. In durable mode, replies that
+// need an fsync not yet done, and any replies after them, go to the
+// session's writer instead (handOff), in order.
 func (s *session) flush() error {
 	if len(s.out) == 0 {
 		return nil
 	}
-	if err := s.awaitDurable(); err != nil {
-		s.out = s.out[:0] // replies that must not go out
-		return err
+	if s.ackPos != 0 || s.aw != nil {
+		if err := s.ackErr(); err != nil {
+			s.out = s.out[:0] // replies that must not go out
+			return err
+		}
+		if s.aw != nil && s.aw.queued.Load() > 0 || s.ackPos > s.n.wal.syncedPos.Load() {
+			return s.handOff()
+		}
+		s.ackPos = 0 // on disk already, and nothing waits before them
 	}
 	s.timeIAMATs()
 	s.publishCounts()
@@ -290,6 +312,9 @@ const (
 // Closing a socket with unread input makes TCP send a reset, which can
 // destroy the reply the client has not read yet.
 func (s *session) linger() {
+	if s.finishWrites() != nil {
+		return
+	}
 	cw, ok := s.c.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return

@@ -247,21 +247,32 @@ func TestTableFullDropsPeerRecords(t *testing.T) {
 	}
 }
 
+// TestIdleSessionIsParkedAndStillServes, in both ack modes: in durable
+// mode the session's reply writer ends when it parks and a new one starts
+// with its next reply.
 func TestIdleSessionIsParkedAndStillServes(t *testing.T) {
-	logs := newLogSink()
-	// IdleTimeout 2s: the sweeper runs every 500ms and parks a session
-	// after one idle sweep, long before it would close it.
-	n := startNode(t, Config{Name: "Goloman", IdleTimeout: 2 * time.Second, Clock: kiwiClock(), Logger: logs.logger()})
-	c := dialNode(t, n)
-	c.send(kiwiIAMAT + "\n")
-	c.line()
-	logs.waitFor(t, "connection parked")
-	if s := n.Stats(); s.Parked != 1 {
-		t.Fatalf("stats %+v", s)
-	}
-	// The parked session answers as before.
-	c.send("WHATSAT kiwi.cs.ucla.edu 1 0\n")
-	if got, want := c.whatsat(), kiwiAT+"\n"+string(emptyJSON)+"\n\n"; got != want {
-		t.Fatalf("after parking got %q", got)
+	for _, ack := range []Ack{AckTable, AckDurable} {
+		t.Run(ack.String(), func(t *testing.T) {
+			logs := newLogSink()
+			// IdleTimeout 2s: the sweeper runs every 500ms and parks a session
+			// after one idle sweep, long before it would close it.
+			cfg := Config{Name: "Goloman", IdleTimeout: 2 * time.Second, Clock: kiwiClock(), Logger: logs.logger(), Ack: ack}
+			if ack == AckDurable {
+				cfg.StateFile = filepath.Join(t.TempDir(), "Goloman.state")
+			}
+			n := startNode(t, cfg)
+			c := dialNode(t, n)
+			c.send(kiwiIAMAT + "\n")
+			c.line()
+			logs.waitFor(t, "connection parked")
+			if s := n.Stats(); s.Parked != 1 {
+				t.Fatalf("stats %+v", s)
+			}
+			// The parked session answers as before.
+			c.send(kiwiIAMAT + "\nWHATSAT kiwi.cs.ucla.edu 1 0\n")
+			if got, want := c.line()+c.whatsat(), kiwiAT+"\n"+kiwiAT+"\n"+string(emptyJSON)+"\n\n"; got != want {
+				t.Fatalf("after parking got %q", got)
+			}
+		})
 	}
 }

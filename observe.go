@@ -354,11 +354,19 @@ func (n *Node) timePlaces(p PlacesClient) PlacesClient {
 // since the commands it answers were read, if any of them is an IAMAT,
 // for the session's first such write and every timingSample-th.
 func (s *session) timeIAMATs() {
-	if o := s.n.obs.timing; o != nil && s.iamats > 0 {
-		if s.timed++; s.timed%timingSample == 1 {
-			o.IAMAT(s.n.clock.Now().Sub(s.recv))
-		}
+	if s.iamatTimed() {
+		s.n.obs.timing.IAMAT(s.n.clock.Now().Sub(s.recv))
 	}
+}
+
+// iamatTimed reports whether the write about to happen is one timeIAMATs
+// reports, counting it.
+func (s *session) iamatTimed() bool {
+	if s.n.obs.timing == nil || s.iamats == 0 {
+		return false
+	}
+	s.timed++
+	return s.timed%timingSample == 1
 }
 
 // LatLon returns the record's location in decimal degrees.

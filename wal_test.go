@@ -101,6 +101,9 @@ type heldSync struct {
 	gate chan struct{} // non-nil while holding
 	held int           // fsyncs that waited at the gate
 	fail atomic.Bool   // fail fsyncs instead
+	// entered, if set, gets a value (if it has room) when an fsync
+	// starts waiting at the gate.
+	entered chan struct{}
 }
 
 func (h *heldSync) sync(f *os.File) error {
@@ -111,6 +114,10 @@ func (h *heldSync) sync(f *os.File) error {
 	}
 	h.mu.Unlock()
 	if gate != nil {
+		select {
+		case h.entered <- struct{}{}:
+		default:
+		}
 		<-gate
 	}
 	if h.fail.Load() {
@@ -250,6 +257,121 @@ func testAckDurableWaitsForFsync(t *testing.T, lanes int) {
 			t.Logf("%d pipelined reports took %d fsyncs", pipelined, d)
 		}
 	})
+}
+
+// TestAckDurablePipelines: a durable session reads and handles the next
+// lines while its earlier replies wait for their fsync; the replies still
+// go out in command order, none before the fsync it needs and none that
+// needs no fsync ("? " lines, WHATSAT) ahead of an earlier one; and a
+// session with ackQueue batches waiting beyond the one being written stops
+// reading until they go out.
+func TestAckDurablePipelines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pn := newPipeNet()
+		hs := &heldSync{}
+		n := newLogNode(t, Config{Name: "Goloman", Transport: pn, Clock: kiwiClock(), Ack: AckDurable,
+			StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync})
+		defer n.Close()
+		c := pn.dial(t)
+		c.send(reportLine(0) + "\n")
+		synctest.Wait()
+		if got := strings.Join(c.received(), ""); got != reportAT(0)+"\n" {
+			t.Fatalf("got %q", got)
+		}
+		hs.hold()
+		c.send(reportLine(1) + "\n")
+		synctest.Wait()
+		if hs.heldCount() != 1 {
+			t.Fatalf("%d fsyncs held, want 1", hs.heldCount())
+		}
+		// The next batch is read and handled while the first waits.
+		c.send("WHATSAT c0 10 0\nbad\n" + reportLine(2) + "\n")
+		synctest.Wait()
+		if _, ok := n.Lookup("c2"); !ok {
+			t.Fatal("second batch not handled while the first waits for its fsync")
+		}
+		want := reportAT(1) + "\n" + reportAT(0) + "\n" + string(emptyJSON) + "\n\n? bad\n" + reportAT(2) + "\n"
+		// Batches 3.. fill the queue; the last one handled waits to be
+		// queued, and the one after it is not read.
+		last := 2 + ackQueue
+		for i := 3; i <= last; i++ {
+			c.send(reportLine(i) + "\n")
+			synctest.Wait()
+			if _, ok := n.Lookup(fmt.Sprintf("c%d", i)); !ok {
+				t.Fatalf("batch %d not handled with %d waiting", i, i-2)
+			}
+			want += reportAT(i) + "\n"
+		}
+		c.send(reportLine(last+1) + "\n")
+		synctest.Wait()
+		if _, ok := n.Lookup(fmt.Sprintf("c%d", last+1)); ok {
+			t.Fatalf("batch %d read with %d batches waiting: no backpressure", last+1, ackQueue+1)
+		}
+		want += reportAT(last+1) + "\n"
+		if got := c.received(); len(got) != 0 {
+			t.Fatalf("got %q before the fsync", got)
+		}
+		hs.release()
+		synctest.Wait()
+		if got := strings.Join(c.received(), ""); got != want {
+			t.Fatalf("got\n%s\nwant\n%s", got, want)
+		}
+	})
+}
+
+// TestAckDurableEndWaitsForWriter: a durable session that ends (close
+// after reply, the client's EOF, the node's Close) first writes every reply
+// its writer still waits to write.
+func TestAckDurableEndWaitsForWriter(t *testing.T) {
+	t.Run("CloseAfterReply", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pn := newPipeNet()
+			hs := &heldSync{}
+			n := newLogNode(t, Config{Name: "Goloman", Transport: pn, Clock: kiwiClock(), Ack: AckDurable, CloseAfterReply: true,
+				StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync})
+			defer n.Close()
+			hs.hold()
+			c := pn.dial(t)
+			c.send(reportLine(1) + "\n")
+			synctest.Wait()
+			if got := c.received(); len(got) != 0 {
+				t.Fatalf("got %q before the fsync", got)
+			}
+			hs.release()
+			synctest.Wait()
+			if got := c.received(); !slices.Equal(got, []string{reportAT(1) + "\n"}) {
+				t.Fatalf("got %q", got)
+			}
+			if _, open := <-c.lines; open {
+				t.Fatal("connection still open")
+			}
+		})
+	})
+	for _, end := range []string{"EOF", "Close"} {
+		t.Run(end, func(t *testing.T) {
+			hs := &heldSync{entered: make(chan struct{}, 1)}
+			n := newLogNode(t, Config{Name: "Goloman", Clock: kiwiClock(), Ack: AckDurable,
+				StateFile: filepath.Join(t.TempDir(), "Goloman.state")}, walHooks{sync: hs.sync})
+			defer n.Close()
+			hs.hold()
+			c := dialNode(t, n)
+			c.send(reportLine(1) + "\n" + reportLine(2) + "\n")
+			<-hs.entered
+			closed := make(chan struct{})
+			if end == "EOF" {
+				c.c.CloseWrite()
+			} else {
+				go func() { n.Close(); close(closed) }()
+			}
+			hs.release()
+			if got, want := c.rest(), reportAT(1)+"\n"+reportAT(2)+"\n"; got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+			if end == "Close" {
+				<-closed
+			}
+		})
+	}
 }
 
 // TestAckTableDoesNotWait: in the default mode replies go out while an

@@ -19,6 +19,14 @@ import (
 // most ackQueue+1 batches of about ReplyBuffer bytes.
 const ackQueue = 4
 
+// ackSpares and ackSpareMax bound the written buffers a writer keeps for
+// its session to reuse: an idle session that is never parked (TLS) keeps
+// them, so only small ones, as flush keeps only a small buffer.
+const (
+	ackSpares   = 2
+	ackSpareMax = 4096
+)
+
 // ackBatch is replies handed to the writer, in command order.
 type ackBatch struct {
 	out []byte
@@ -46,7 +54,7 @@ type ackWriter struct {
 func (s *session) handOff() error {
 	w := s.aw
 	if w == nil {
-		w = &ackWriter{q: make(chan ackBatch, ackQueue), free: make(chan []byte, ackQueue+1), done: make(chan struct{})}
+		w = &ackWriter{q: make(chan ackBatch, ackQueue), free: make(chan []byte, ackSpares), done: make(chan struct{})}
 		s.aw = w
 		s.n.goFunc(func() { s.writeAcks(w) })
 	}
@@ -82,7 +90,7 @@ func (s *session) writeAcks(w *ackWriter) {
 				s.c.Close()
 			}
 		}
-		if cap(b.out) <= 2*s.n.cfg.ReplyBuffer {
+		if cap(b.out) <= ackSpareMax {
 			select {
 			case w.free <- b.out[:0]:
 			default:

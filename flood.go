@@ -55,6 +55,7 @@ type slot struct {
 	hash  uint64
 	rec   ref
 	dirty uint64 // bit k: queued for the link in link slot k
+	item  uint64 // the hash of the record's line (see holds and summary)
 }
 
 // pos is a slot's place in the index; valid until the table next changes.
@@ -143,10 +144,11 @@ func (t *table) offer(r *Record, limit int) (pos, offerResult) {
 		if !t.after(r, s.rec) {
 			return p, offerStale
 		}
-		t.sum.change(h, hashBytes(t.key, t.arena.line(s.rec)), -1)
+		t.sum.change(h, s.item, -1)
 		t.arena.drop(s.rec)
 		s.rec = arenaPut(&t.arena, r.Line, r.Sec, r.Nsec)
-		t.sum.change(h, hashBytes(t.key, r.Line), +1)
+		s.item = hashBytes(t.key, r.Line)
+		t.sum.change(h, s.item, +1)
 		t.compactStep() // moves records, never slots
 		return p, offerChanged
 	}
@@ -157,10 +159,11 @@ func (t *table) offer(r *Record, limit int) (pos, offerResult) {
 		t.grow(sh)
 		p, _ = lookup(t, h, r.Client)
 	}
-	sh.slots[p.i] = slot{hash: h, rec: arenaPut(&t.arena, r.Line, r.Sec, r.Nsec)}
+	item := hashBytes(t.key, r.Line)
+	sh.slots[p.i] = slot{hash: h, rec: arenaPut(&t.arena, r.Line, r.Sec, r.Nsec), item: item}
 	sh.n++
 	t.n++
-	t.sum.change(h, hashBytes(t.key, r.Line), +1)
+	t.sum.change(h, item, +1)
 	t.compactStep()
 	return p, offerChanged
 }
@@ -252,11 +255,26 @@ func (t *table) find(client []byte) (pos, bool) {
 	return lookup(t, h, client)
 }
 
-// holds reports whether the table holds exactly line as client's record,
+// holds reports whether the table holds line as client's record,
 // without allocating.
+//
+// It compares hashes only, the client's and the line's, so that the
+// common duplicate costs no visit to the arena: a record is taken for a
+// duplicate only if both 64-bit hashes collide.
 func (t *table) holds(client, line []byte) bool {
-	p, ok := t.find(client)
-	return ok && string(t.lineAt(p)) == string(line)
+	h := t.clientHash(client)
+	sh := &t.shards[shardOf(h)]
+	if sh.slots == nil {
+		return false
+	}
+	item := hashBytes(t.key, line)
+	mask := len(sh.slots) - 1
+	for i := home(h, bitsOf(len(sh.slots))); sh.slots[i].hash != 0; i = (i + 1) & mask {
+		if s := &sh.slots[i]; s.hash == h && s.item == item {
+			return true
+		}
+	}
+	return false
 }
 
 // recordAt returns the record at p as a Record (which copies its line).

@@ -111,7 +111,7 @@ func (n *Node) rangeIDs(lvl, i int, f func(p pos, h, id uint64)) []uint64 {
 	var ids []uint64
 	lo, hi := leaves(lvl, i)
 	n.table.eachInLeaves(lo, hi, func(p pos, h uint64) {
-		id := hashBytes(n.table.key, n.table.lineAt(p))
+		id := n.table.slotAt(p).item
 		ids = append(ids, id)
 		if f != nil {
 			f(p, h, id)

@@ -14,8 +14,9 @@ package herd
 // answer cannot be reflected back as the other's. Without a secret the
 // empty key proves nothing: protect.go limits such links to loopback and
 // keeps them from replacing live ones. A refusal is "? " and the
-// offending line, then close. After the handshake each side sends its whole
-// table, then every record that changes its table, as AT lines.
+// offending line, then close. After the handshake the two sides reconcile
+// their tables (sync.go) and flood every record that changes them, as AT
+// lines (docs/protocol.md section 7).
 
 import (
 	"bytes"

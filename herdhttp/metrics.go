@@ -125,7 +125,7 @@ var nodeStats = []stat[herd.Stats]{
 	counter("herd_records_flooded_total", "Records queued to neighbours.", func(s *herd.Stats) uint64 { return s.RecordsFlooded }),
 	gauge("herd_links_up", "Peer links up.", func(s *herd.Stats) int64 { return s.LinksUp }),
 	counter("herd_link_drops_total", "Peer links that went down.", func(s *herd.Stats) uint64 { return s.LinkDrops }),
-	counter("herd_peer_slow_total", "Peer links cut because the neighbour could not keep up.", func(s *herd.Stats) uint64 { return s.PeerSlow }),
+	counter("herd_peer_slow_total", "Always 0: links are no longer cut for falling behind (kept for dashboards).", func(s *herd.Stats) uint64 { return s.PeerSlow }),
 	counter("herd_handshake_failures_total", "Peer handshakes refused or failed.", func(s *herd.Stats) uint64 { return s.HandshakeFails }),
 	counter("herd_places_calls_total", "Places provider calls made for WHATSAT.", func(s *herd.Stats) uint64 { return s.PlacesCalls }),
 	counter("herd_places_errors_total", "WHATSAT replies that carried an error document.", func(s *herd.Stats) uint64 { return s.PlacesErrors }),

@@ -47,10 +47,12 @@
 //   - All timers of one clock due at the same instant fire in one step.
 //
 // What stays outside: decisions a node makes from the interleaving of its
-// own goroutines within one step. Herd's only such case is a neighbour
-// queue overflowing (Config.PeerQueue) while its writer drains it
-// concurrently; keep PeerQueue above the number of records a single step
-// can queue (the default, 8192, is) when determinism matters.
+// own goroutines within one step. Herd's only such case is a link with
+// more than Config.PeerQueue records waiting, which then owes clients
+// instead of records and merges them depending on when its writer runs;
+// keep PeerQueue above the number of records a single step can queue (the
+// default, 8192, is; a link-up of a large table can exceed it) when
+// determinism matters.
 //
 // # Faults and what survives them
 //

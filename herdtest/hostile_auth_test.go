@@ -528,7 +528,7 @@ func TestFirstLineTimeout(t *testing.T) {
 // TestHostileRawPeerNeverReads: a peer driven by the test (Zed, whose
 // node is down; the test holds the secret) completes the handshake with
 // Goloman and then never reads. Goloman's anti-entropy push and floods
-// fill the window, its writer blocks, and WriteTimeout or its PeerQueue
+// fill the window, its writer blocks, and WriteTimeout (PeerQueue no longer cuts)
 // cuts the link; what the raw peer finally reads is whole record lines,
 // at most one partial line, then the end of the stream.
 func TestHostileRawPeerNeverReads(t *testing.T) {

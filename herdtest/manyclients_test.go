@@ -236,7 +236,9 @@ func TestManyClients(t *testing.T) {
 // one trace per seed, with GOMAXPROCS 1 and 8: link writers start only
 // once the lines that gave them work are all handled (Node.flushWakes), so
 // what a step queues on a link does not depend on the scheduler, even
-// when a link-up makes thousands of lines.
+// when a link-up makes thousands of lines. With HERD_TRACE_DIR set, each
+// run's trace is written there (trace1.txt, trace8.txt), for diffing a
+// failing seed.
 func TestManyClientsDeterminism(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, seed := range hostileSeeds(t, 1) {

@@ -9,6 +9,7 @@ package herd
 // query if the provider holds one, else an OVER_QUERY_LIMIT document.
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"math"
@@ -100,27 +101,13 @@ func (l PlacesLimits) check() []limitError {
 
 // withDefaults returns l with its zero fields set to their defaults.
 func (l PlacesLimits) withDefaults() PlacesLimits {
-	or := func(v, def float64) float64 {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
-	l.ConnRate = or(l.ConnRate, DefaultPlacesConnRate)
-	l.AddrRate = or(l.AddrRate, DefaultPlacesAddrRate)
-	l.ServerRate = or(l.ServerRate, DefaultPlacesServerRate)
-	if l.ConnBurst == 0 {
-		l.ConnBurst = DefaultPlacesConnBurst
-	}
-	if l.AddrBurst == 0 {
-		l.AddrBurst = DefaultPlacesAddrBurst
-	}
-	if l.ServerBurst == 0 {
-		l.ServerBurst = DefaultPlacesServerBurst
-	}
-	if l.DailyBudget == 0 {
-		l.DailyBudget = DefaultPlacesDailyBudget
-	}
+	l.ConnRate = cmp.Or(l.ConnRate, DefaultPlacesConnRate)
+	l.AddrRate = cmp.Or(l.AddrRate, DefaultPlacesAddrRate)
+	l.ServerRate = cmp.Or(l.ServerRate, DefaultPlacesServerRate)
+	l.ConnBurst = cmp.Or(l.ConnBurst, DefaultPlacesConnBurst)
+	l.AddrBurst = cmp.Or(l.AddrBurst, DefaultPlacesAddrBurst)
+	l.ServerBurst = cmp.Or(l.ServerBurst, DefaultPlacesServerBurst)
+	l.DailyBudget = cmp.Or(l.DailyBudget, DefaultPlacesDailyBudget)
 	return l
 }
 

@@ -6,6 +6,7 @@ package places
 // retried with jittered backoff. All time comes from the herd.Clock.
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -107,21 +108,11 @@ type FrugalOptions struct {
 
 // withDefaults returns o with its zero fields set to their defaults.
 func (o FrugalOptions) withDefaults() FrugalOptions {
-	if o.TTL == 0 {
-		o.TTL = DefaultCacheTTL
-	}
-	if o.MaxEntries == 0 {
-		o.MaxEntries = DefaultCacheEntries
-	}
-	if o.MaxInFlight == 0 {
-		o.MaxInFlight = DefaultMaxInFlight
-	}
-	if o.SlotWait == 0 {
-		o.SlotWait = DefaultSlotWait
-	}
-	if o.Retries == 0 {
-		o.Retries = DefaultRetries
-	}
+	o.TTL = cmp.Or(o.TTL, DefaultCacheTTL)
+	o.MaxEntries = cmp.Or(o.MaxEntries, DefaultCacheEntries)
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, DefaultMaxInFlight)
+	o.SlotWait = cmp.Or(o.SlotWait, DefaultSlotWait)
+	o.Retries = cmp.Or(o.Retries, DefaultRetries)
 	if o.RetryMin <= 0 {
 		o.RetryMin = DefaultRetryMin
 	}

@@ -404,11 +404,3 @@ func (t *table) appendLeaves(lo, hi int, out []Record) []Record {
 func sortRecords(recs []Record) {
 	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Client, b.Client) })
 }
-
-// snapshot returns every record, sorted by client ID. It is O(table):
-// the node takes it in pieces (see Node.Records).
-func (t *table) snapshot() []Record {
-	out := t.appendLeaves(0, numLeaves, make([]Record, 0, t.n))
-	sortRecords(out)
-	return out
-}

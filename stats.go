@@ -53,7 +53,7 @@ type counters struct {
 	peerTimeouts                                           atomic.Uint64
 	parked                                                 atomic.Uint64
 	iamat, whatsat, invalid                                atomic.Uint64
-	linkDrops, peerSlow, handshakeFails                    atomic.Uint64
+	linkDrops, handshakeFails                              atomic.Uint64
 	placesCalls, placesErrors, stateSaves, stateErrors     atomic.Uint64
 	peersRefused, futureRefused, futureDropped             atomic.Uint64
 	placesLimited                                          [limitKinds]atomic.Uint64
@@ -99,7 +99,6 @@ func (n *Node) Stats() Stats {
 		SyncRefused:    syncRefused,
 		LinksUp:        links,
 		LinkDrops:      c.linkDrops.Load(),
-		PeerSlow:       c.peerSlow.Load(),
 		HandshakeFails: c.handshakeFails.Load(),
 		PlacesCalls:    c.placesCalls.Load(),
 		PlacesErrors:   c.placesErrors.Load(),

@@ -17,7 +17,10 @@ package herd
 // differ. Records that change meanwhile are flooded as usual, so nothing
 // a reconciliation misses by racing a change is lost.
 
-import "log/slog"
+import (
+	"errors"
+	"log/slog"
+)
 
 // smallRange is the combined record count under which a range is settled
 // with HAVE rather than split further.
@@ -68,11 +71,7 @@ func (n *Node) syncLine(l *link, line []byte, f *fieldList, nf int) {
 }
 
 // errSyncBudget refuses sync lines past maxSyncLines.
-var errSyncBudget = errorString("more sync lines than a link-up needs")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errSyncBudget = errors.New("more sync lines than a link-up needs")
 
 // truncate returns the first max bytes of line, for logs.
 func truncate(line []byte, max int) string {

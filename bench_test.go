@@ -247,7 +247,7 @@ func benchFakeLinks(n *Node, drainers bool, peers ...string) *benchLinks {
 	bl := &benchLinks{n: n}
 	for _, p := range peers {
 		c := &chunkConn{}
-		l := newLink(p, &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"}, false)
+		l := newLink(p, &session{n: n, c: c, st: &connState{id: p + "#1", c: c}, id: p + "#1"})
 		bl.links = append(bl.links, l)
 		if drainers {
 			bl.wg.Add(1)

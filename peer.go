@@ -328,12 +328,11 @@ func (n *Node) dialOnce(p Peer, rng *mrand.ChaCha8, attempt uint64) bool {
 
 // link is an authenticated connection to a neighbour.
 type link struct {
-	peer   string
-	s      *session
-	dialer bool          // this side dialed: it opens the link-up summary
-	wake   chan struct{} // signalled when there is something to write
-	done   chan struct{} // closed when the link is going down
-	once   sync.Once
+	peer string
+	s    *session
+	wake chan struct{} // signalled when there is something to write
+	done chan struct{} // closed when the link is going down
+	once sync.Once
 
 	// Guarded by n.mu. pending holds lines for the writer in order (AT
 	// lines and sync lines, without newlines) while the link keeps up:
@@ -360,8 +359,8 @@ type link struct {
 type leafRange struct{ lo, hi int }
 
 // newLink returns the link to peer over session s; runLink registers it.
-func newLink(peer string, s *session, dialer bool) *link {
-	return &link{peer: peer, s: s, dialer: dialer, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newLink(peer string, s *session) *link {
+	return &link{peer: peer, s: s, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // wakeLater notes that l's writer has work. Writers are woken by
@@ -560,7 +559,7 @@ const syncLineMax = 4 << 10
 // link-up reconciliation (the dialer sends the top summary), then floods
 // records both ways until the link drops.
 func (n *Node) runLink(s *session, peer string, dialer bool) string {
-	l := newLink(peer, s, dialer)
+	l := newLink(peer, s)
 	s.st.peer.Store(true)
 	s.lr.max = max(s.lr.max, syncLineMax)
 	n.mu.Lock()

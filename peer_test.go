@@ -12,7 +12,7 @@ import (
 func testLink(t *testing.T, n *Node, peer string) *link {
 	t.Helper()
 	c := &chunkConn{}
-	l := newLink(peer, &session{n: n, c: c, st: &connState{id: peer + "#1", c: c}, id: peer + "#1"}, false)
+	l := newLink(peer, &session{n: n, c: c, st: &connState{id: peer + "#1", c: c}, id: peer + "#1"})
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.addLink(l) {

@@ -231,6 +231,77 @@ func BenchmarkTableOffer(b *testing.B) {
 	})
 }
 
+// BenchmarkTableWarm measures a link's records at a million clients, each
+// a newer record of a known client, taken as linkReader takes them (holds,
+// then offer) in batches of warmBatch lines: "cold" one at a time, "warm"
+// after table.warm has fetched the batch's memory together. ns/op is per
+// record.
+func BenchmarkTableWarm(b *testing.B) {
+	const clients = 1 << 20
+	tab := newTable(hashKey{3, 4})
+	line := func(i, sec int) string {
+		return fmt.Sprintf("AT Hands +0.100000000 client-%07d +34.068930-118.445127 %d.5", i, sec)
+	}
+	for i := range clients {
+		r, _ := parseAT([]byte(line(i, 1)))
+		tab.offer(&r, clients)
+	}
+	// Batches of lines for clients in a scattered order, as many as a
+	// link's reads would bring; made anew, newer, for every round.
+	const batches = 1 << 12
+	bufs := make([][]byte, batches)
+	round := 1
+	newRound := func() {
+		round++
+		for k := range bufs {
+			buf := bufs[k][:0]
+			for j := range warmBatch {
+				i := (k*warmBatch + j) * 7919 % clients
+				buf = append(buf, line(i, round)...)
+				buf = append(buf, '\n')
+			}
+			bufs[k] = buf
+		}
+	}
+	for _, warm := range []bool{false, true} {
+		b.Run(map[bool]string{false: "cold", true: "warm"}[warm], func(b *testing.B) {
+			newRound()
+			k := 0
+			var f fieldList
+			for b.Loop() {
+				if k == batches {
+					b.StopTimer()
+					newRound()
+					k = 0
+					b.StartTimer()
+				}
+				buf := bufs[k]
+				k++
+				if warm {
+					tab.warm(buf, 3)
+				}
+				for len(buf) > 0 {
+					end := bytes.IndexByte(buf, '\n')
+					l := buf[:end]
+					buf = buf[end+1:]
+					nf := splitFields(l, &f)
+					if tab.holds(f[3], l) {
+						b.Fatalf("a new record taken for a duplicate: %q", l)
+					}
+					r, ok := parseATFields(l, &f, nf)
+					if !ok {
+						b.Fatalf("bad line %q", l)
+					}
+					if _, res := tab.offer(&r, clients); res != offerChanged {
+						b.Fatalf("offer(%q) = %v, want offerChanged", l, res)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*warmBatch), "ns/record")
+		})
+	}
+}
+
 // --- The node's offer path and fan-out ----------------------------------
 
 // benchLinks are fake up links registered on a node: their queues are

@@ -48,6 +48,11 @@ type session struct {
 	// handOff), started by the first of them; nil otherwise.
 	aw *ackWriter
 
+	// warmField is the field of a line that names its client (1 for a
+	// client's commands, 3 for a link's records), or 0 for no warming;
+	// warmed is how many lines ahead are warmed already (see next).
+	warmField, warmed int
+
 	first      bool        // no line has arrived yet
 	firstTimer Timer       // cuts a connection whose first line never arrives
 	quiet      atomic.Bool // firstTimer fired
@@ -59,7 +64,7 @@ type session struct {
 // goroutines started with goFunc (see awaitInput), so callers that need it
 // finished wait for n.wg.
 func (n *Node) serveConn(c net.Conn, st *connState) {
-	s := &session{n: n, c: c, st: st, id: st.id, lr: newLineReader(c, n.cfg.MaxLineBytes), first: true}
+	s := &session{n: n, c: c, st: st, id: st.id, lr: newLineReader(c, n.cfg.MaxLineBytes), first: true, warmField: 1}
 	// Until its first line arrives a connection is neither client nor
 	// peer, and one that never finishes a line must not hold one of
 	// MaxConns for ever (slow-loris).
@@ -190,7 +195,7 @@ func (s *session) readFailed(err error) string {
 func (s *session) serve() string {
 	n := s.n
 	for {
-		line, ok := s.lr.next()
+		line, ok := s.next()
 		if !ok {
 			// No complete line is buffered: write what is pending before
 			// a read that may block, so replies never wait on input.
@@ -423,11 +428,27 @@ func (s *session) whatsat(m *whatsat) bool {
 	return true
 }
 
+// next returns the next complete buffered line, as lineReader.next does,
+// after warming the table for the lines ahead when none are warm (see
+// table.warm): the lookups of a batch of lines then wait for memory once
+// together rather than once each.
+func (s *session) next() ([]byte, bool) {
+	if s.warmField != 0 && s.warmed == 0 {
+		s.warmed = s.n.warm(s.lr.unread(), s.warmField)
+	}
+	line, ok := s.lr.next()
+	if ok && s.warmed > 0 {
+		s.warmed--
+	}
+	return line, ok
+}
+
 // fill reads more input into the session's line reader.
 func (s *session) fill() error {
 	s.flushLog()     // the lines held are slices of the buffer fill reuses
 	s.n.flushWakes() // before waiting: writers take what this batch queued
 	err := s.lr.fill()
+	s.warmed = 0
 	s.recv = s.n.clock.Now()
 	s.logLines = s.n.log.Enabled(context.Background(), LevelLines)
 	return err

@@ -110,6 +110,9 @@ func (lr *lineReader) fill() error {
 	return err
 }
 
+// unread returns the buffered bytes not returned by next yet.
+func (lr *lineReader) unread() []byte { return lr.buf[lr.start:lr.end] }
+
 // prefix returns the buffered bytes of the unterminated line.
 func (lr *lineReader) prefix() []byte { return lr.buf[lr.start:lr.end] }
 

@@ -82,7 +82,7 @@ func (n *Node) handshakeTimer(s *session) func() bool {
 // readLine reads the next line of a handshake.
 func (s *session) readLine() ([]byte, error) {
 	for {
-		if line, ok := s.lr.next(); ok {
+		if line, ok := s.next(); ok {
 			return line, nil
 		}
 		if err := s.fill(); err != nil {
@@ -618,6 +618,7 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 // sync lines, until the link fails.
 func (n *Node) linkReader(l *link) string {
 	s := l.s
+	s.warmField = 3 // AT server skew client ...
 	for {
 		line, err := s.readLine()
 		if err != nil {
@@ -661,6 +662,14 @@ func (n *Node) linkReader(l *link) string {
 			n.floodArrived(l, &rec, s.recv)
 		}
 	}
+}
+
+// warm warms the table for the lines at the start of buf (see table.warm).
+func (n *Node) warm(buf []byte, field int) int {
+	n.mu.Lock()
+	k := n.table.warm(buf, field)
+	n.mu.Unlock()
+	return k
 }
 
 // holds reports whether the table holds exactly line as client's record.

@@ -33,7 +33,9 @@ func TestNthField(t *testing.T) {
 // only reads.
 func TestTableWarm(t *testing.T) {
 	tab := newTable(hashKey{1, 2})
-	line := func(i int) string { return fmt.Sprintf("AT Hands +0.100000000 client-%d +34.068930-118.445127 %d.5", i, i) }
+	line := func(i int) string {
+		return fmt.Sprintf("AT Hands +0.100000000 client-%d +34.068930-118.445127 %d.5", i, i)
+	}
 	var buf strings.Builder
 	for i := range 40 {
 		buf.WriteString(line(i) + "\n")

@@ -187,6 +187,12 @@ func (t *table) after(r *Record, old ref) bool {
 func (t *table) grow(sh *shard) {
 	old := sh.slots
 	sh.slots = make([]slot, 2*len(old))
+	// Write every new slot before the probes below read any: a large
+	// allocation may be fresh pages from the kernel, and a page read
+	// first maps the shared zero page, so the write after it faults
+	// again and flushes the other cores' TLBs. Written first, each page
+	// faults once.
+	clear(sh.slots)
 	mask, bits := len(sh.slots)-1, bitsOf(len(sh.slots))
 	for _, s := range old {
 		if s.hash == 0 {

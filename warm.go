@@ -14,7 +14,7 @@ const (
 	warmBatch = 32
 	// warmMinClients is the table size below which warming is skipped:
 	// a table this small stays in the processor's caches.
-	warmMinClients = 1 << 16
+	warmMinClients = 1 << 12
 )
 
 // warm touches, for up to warmBatch complete lines at the start of buf,

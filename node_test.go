@@ -392,3 +392,46 @@ func TestCloseAnswersPendingWhatsat(t *testing.T) {
 		t.Fatalf("reply %q", got)
 	}
 }
+
+// TestStatsDigestTellsConvergence checks that Stats.Digest is the same on
+// every node of a converged herd, whatever order records arrived in, and
+// differs on a node that misses a record.
+func TestStatsDigestTellsConvergence(t *testing.T) {
+	h := startHerd(t, Presets["2018"], func(c *Config) { c.Clock = kiwiClock() })
+	if d := h.nodes["Hands"].Stats().Digest; d != 0 {
+		t.Fatalf("empty table: Digest %#x, want 0", d)
+	}
+	// Reports at two servers, so records reach each node in another order.
+	for i, at := range []string{"Goloman", "Welsh", "Goloman", "Welsh"} {
+		c := dialNode(t, h.nodes[at])
+		c.send(fmt.Sprintf("IAMAT client%d +34.068930-118.445127 1520023934.%d\n", i, i))
+		c.line()
+	}
+	last := "client3"
+	for name, n := range h.nodes {
+		waitNode(t, n, name+" has "+last, func(n *Node) bool { _, ok := n.Lookup(last); return ok })
+		waitNode(t, n, name+" has 4 clients", func(n *Node) bool { return n.Stats().Clients == 4 })
+	}
+	want := h.nodes["Goloman"].Stats().Digest
+	if want == 0 {
+		t.Fatal("Digest 0 for a table of 4 records")
+	}
+	for name, n := range h.nodes {
+		if d := n.Stats().Digest; d != want {
+			t.Errorf("%s: Digest %#x, Goloman %#x", name, d, want)
+		}
+	}
+
+	// Welsh closes and misses a newer report of client0.
+	h.nodes["Welsh"].Close()
+	c := dialNode(t, h.nodes["Goloman"])
+	c.send("IAMAT client0 +34.068930-118.445127 1520023935\n")
+	at := c.line()
+	waitNode(t, h.nodes["Holiday"], "Holiday has the newer report", hasLine("client0", strings.TrimSuffix(at, "\n")))
+	if h.nodes["Holiday"].Stats().Digest == h.nodes["Welsh"].Stats().Digest {
+		t.Fatal("Welsh misses a record but has Holiday's Digest")
+	}
+	if h.nodes["Holiday"].Stats().Digest != h.nodes["Goloman"].Stats().Digest {
+		t.Fatal("Holiday and Goloman hold the same records but their Digests differ")
+	}
+}

@@ -5,18 +5,25 @@ import "sync/atomic"
 // Stats is a snapshot of a node's counters. Counts are since New, except
 // the gauges Conns and LinksUp.
 type Stats struct {
-	Conns          int64  // open connections, clients and peers (gauge)
-	ConnsAccepted  uint64 // connections accepted
-	ConnsRefused   uint64 // connections closed at once: MaxConns reached
-	IdleClosed     uint64 // client connections closed by IdleTimeout
-	WriteTimeouts  uint64 // connections cut by WriteTimeout
-	PeerTimeouts   uint64 // peer links cut by PeerTimeout (nothing arrived)
-	Parked         uint64 // idle client sessions moved to a small goroutine
-	IAMAT          uint64 // valid IAMAT commands
-	WHATSAT        uint64 // valid WHATSAT commands for known clients
-	Invalid        uint64 // lines answered with "? "
-	TableFull      uint64 // reports refused or dropped: MaxClients reached
-	Clients        int64  // client IDs in the table (gauge)
+	Conns         int64  // open connections, clients and peers (gauge)
+	ConnsAccepted uint64 // connections accepted
+	ConnsRefused  uint64 // connections closed at once: MaxConns reached
+	IdleClosed    uint64 // client connections closed by IdleTimeout
+	WriteTimeouts uint64 // connections cut by WriteTimeout
+	PeerTimeouts  uint64 // peer links cut by PeerTimeout (nothing arrived)
+	Parked        uint64 // idle client sessions moved to a small goroutine
+	IAMAT         uint64 // valid IAMAT commands
+	WHATSAT       uint64 // valid WHATSAT commands for known clients
+	Invalid       uint64 // lines answered with "? "
+	TableFull     uint64 // reports refused or dropped: MaxClients reached
+	Clients       int64  // client IDs in the table (gauge)
+	// Digest sums a keyed hash of every record in the table (0 when it
+	// is empty). Nodes of one herd (the same Config.Secret) that hold the
+	// same records have the same Digest, and nodes whose records differ
+	// almost surely do not: comparing it tells whether a herd has
+	// converged without reading any table. It is the root of the link-up
+	// summary (docs/protocol.md section 7).
+	Digest         uint64
 	RecordsLocal   uint64 // table changes from this node's clients
 	RecordsPeer    uint64 // table changes from peers
 	RecordsFlooded uint64 // records queued to neighbours (a client queued again before it went out counts once)
@@ -73,6 +80,7 @@ func (n *Node) Stats() Stats {
 	n.stateMu.Unlock()
 	n.mu.Lock()
 	clients, links := int64(n.table.len()), int64(len(n.links))
+	digest := n.table.sum.get(0, 0).sum
 	c := &n.stats
 	tableFull, local, peer, flooded := c.tableFull, c.recordsLocal, c.recordsPeer, c.recordsFlooded
 	syncLines, syncRefused := c.syncLines, c.syncRefused
@@ -92,6 +100,7 @@ func (n *Node) Stats() Stats {
 		Invalid:        c.invalid.Load(),
 		TableFull:      tableFull,
 		Clients:        clients,
+		Digest:         digest,
 		RecordsLocal:   local,
 		RecordsPeer:    peer,
 		RecordsFlooded: flooded,

@@ -15,14 +15,18 @@ const (
 	// warmMinClients is the table size below which warming is skipped:
 	// a table this small stays in the processor's caches.
 	warmMinClients = 1 << 12
+	// warmScan bounds the bytes one warm call reads, so a long line
+	// arriving in many small reads is not scanned again at every read.
+	warmScan = 8 << 10
 )
 
-// warm touches, for up to warmBatch complete lines at the start of buf,
-// the index slot, the stored record and the summary leaf (summary.go)
-// that looking up and changing the record of the line's client
-// (its field f, counted from 0, fields separated by single spaces) will
-// read, and returns how many lines it looked at (0 when buf holds no
-// complete line; a large number when the table is too small to need it).
+// warm touches, for up to warmBatch complete lines in the first warmScan
+// bytes of buf, the index slot, the stored record and the summary leaf
+// (summary.go) that looking up and changing the record of the line's
+// client (its field f, counted from 0, fields separated by single spaces)
+// will read. It returns how many lines it looked at: 0 when those bytes
+// hold no complete line, a large number when the table is too small to
+// need warming.
 //
 // Once the table outgrows the caches, each lookup waits for main memory
 // for the slot, the record and the leaf, and one line at a time the
@@ -36,6 +40,7 @@ func (t *table) warm(buf []byte, f int) int {
 	}
 	var hs [warmBatch]uint64
 	lines, n := 0, 0
+	buf = buf[:min(len(buf), warmScan)]
 	for lines < warmBatch {
 		end := bytes.IndexByte(buf, '\n')
 		if end < 0 {

@@ -58,6 +58,8 @@ func TestTableWarm(t *testing.T) {
 		{buf.String(), warmBatch},
 		{line(1) + "\n" + "garbage\n\n" + line(99999999) + "\n" + line(2), 4},
 		{line(1), 0},
+		{strings.Repeat("x", warmScan) + "\n" + line(1) + "\n", 0}, // past warmScan
+		{line(1) + "\n" + strings.Repeat("x", warmScan) + "\n", 1},
 		{"", 0},
 	} {
 		if got := tab.warm([]byte(c.buf), 3); got != c.want {

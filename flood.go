@@ -411,6 +411,18 @@ func (t *table) appendLeaves(lo, hi int, out []Record) []Record {
 	return out
 }
 
+// appendLeafLines appends the stored line of every client in leaf
+// buckets [lo, hi) to buf, each followed by a newline, in the index's
+// order; it returns buf and how many lines it appended.
+func (t *table) appendLeafLines(lo, hi int, buf []byte) ([]byte, int) {
+	k := 0
+	t.eachInLeaves(lo, hi, func(p pos, _ uint64) {
+		buf = append(append(buf, t.lineAt(p)...), '\n')
+		k++
+	})
+	return buf, k
+}
+
 // sortRecords sorts records by client ID, so that what a node sends or
 // saves never depends on the index's order.
 func sortRecords(recs []Record) {

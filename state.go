@@ -4,7 +4,7 @@ package herd
 // has the log that goes with it). The file is
 //
 //	herd-state 2 <records> <sha256 of the body, hex> <log segment>\n
-//	<AT line>\n ... (the body: every record, sorted by client)
+//	<AT line>\n ... (the body: every record, in any order)
 //
 // where <log segment> is the number of the first log segment the snapshot
 // does not cover: segments numbered below it are folded in and may be
@@ -43,9 +43,14 @@ func encodeState(recs []Record, seq uint64) []byte {
 	for _, r := range recs {
 		body = append(append(body, r.Line...), '\n')
 	}
+	return append(stateHeader(body, len(recs), seq), body...)
+}
+
+// stateHeader returns the header line of a snapshot whose body holds
+// count records and covers the log segments numbered below seq.
+func stateHeader(body []byte, count int, seq uint64) []byte {
 	sum := sha256.Sum256(body)
-	header := fmt.Sprintf("%s %s %d %s %d\n", stateMagic, stateVersion, len(recs), hex.EncodeToString(sum[:]), seq)
-	return append([]byte(header), body...)
+	return fmt.Appendf(nil, "%s %s %d %s %d\n", stateMagic, stateVersion, count, hex.EncodeToString(sum[:]), seq)
 }
 
 // decodeState parses a snapshot, refusing anything that does not check
@@ -102,19 +107,22 @@ func decodeState(data []byte) ([]Record, uint64, error) {
 // files (then random digits); removeTemps relies on it.
 const tempSuffix = ".tmp"
 
-// writeFileAtomic replaces path with data: temporary file in the same
-// directory, fsync, rename, fsync of the directory. beforeRename, if not
-// nil, is called once the temporary file is synced (a test's hook).
-func writeFileAtomic(path string, data []byte, beforeRename func()) error {
+// writeFileAtomic replaces path with the parts of data, one after the
+// other: temporary file in the same directory, fsync, rename, fsync of
+// the directory. beforeRename, if not nil, is called once the temporary
+// file is synced (a test's hook).
+func writeFileAtomic(path string, data [][]byte, beforeRename func()) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+tempSuffix+"*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	for _, part := range data {
+		if _, err := tmp.Write(part); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

@@ -411,15 +411,38 @@ func (t *table) appendLeaves(lo, hi int, out []Record) []Record {
 	return out
 }
 
-// appendLeafLines appends the stored line of every client in leaf
-// buckets [lo, hi) to buf, each followed by a newline, in the index's
-// order; it returns buf and how many lines it appended.
-func (t *table) appendLeafLines(lo, hi int, buf []byte) ([]byte, int) {
-	k := 0
-	t.eachInLeaves(lo, hi, func(p pos, _ uint64) {
-		buf = append(append(buf, t.lineAt(p)...), '\n')
-		k++
-	})
+// appendShardLines appends the stored line of every client in shards
+// [lo, hi) to buf, each followed by a newline, in slot order (a snapshot
+// needs no order, so nothing is sorted); it returns buf and how many lines
+// it appended. The lines are scattered over the arena, so it fetches them
+// warmBatch at a time (see table.warm) before copying any: the reads
+// overlap.
+func (t *table) appendShardLines(lo, hi int, buf []byte) ([]byte, int) {
+	var batch [warmBatch]ref
+	n, k := 0, 0
+	flush := func() {
+		var sink byte
+		for _, r := range batch[:n] {
+			sink += t.arena.line(r)[0]
+		}
+		t.warmSink += uint64(sink)
+		for _, r := range batch[:n] {
+			buf = append(append(buf, t.arena.line(r)...), '\n')
+		}
+		k += n
+		n = 0
+	}
+	for si := lo; si < hi; si++ {
+		for i := range t.shards[si].slots {
+			if s := &t.shards[si].slots[i]; s.hash != 0 {
+				batch[n] = s.rec
+				if n++; n == len(batch) {
+					flush()
+				}
+			}
+		}
+	}
+	flush()
 	return buf, k
 }
 

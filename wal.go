@@ -184,22 +184,23 @@ func (n *Node) logRecord(r *Record) {
 }
 
 // snapshotBody returns the body of a snapshot: every record's AT line
-// and a newline, read a slice of the table at a time (as Records reads
-// it), so the node's lock is never held for work that grows with the
-// table; and how many records it holds. The lines are in the index's
-// order: a snapshot needs none, since the table is a last-writer-wins
+// and a newline, read a few shards of the table at a time (as many
+// records as Records reads at once), so the node's lock is never held for
+// work that grows with the table; and how many records it holds. The lines
+// are in the index's order: a snapshot needs none, since the table is a last-writer-wins
 // register, and sorting a million records by client (as Records does)
 // took over half the CPU of a herd whose servers kept state files.
 func (n *Node) snapshotBody() ([]byte, int) {
 	var body []byte
 	count := 0
-	for lo := 0; lo < numLeaves; lo += recordsChunk {
+	const chunk = numShards * recordsChunk / numLeaves // shards per hold
+	for lo := 0; lo < numShards; lo += chunk {
 		n.mu.Lock()
 		if body == nil {
 			body = make([]byte, 0, n.table.arena.liveBytes)
 		}
 		var k int
-		body, k = n.table.appendLeafLines(lo, lo+recordsChunk, body)
+		body, k = n.table.appendShardLines(lo, lo+chunk, body)
 		count += k
 		n.mu.Unlock()
 	}

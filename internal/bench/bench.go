@@ -7,9 +7,11 @@ package bench
 // they talk raw TCP and the wire protocol only, never package herd's
 // internals, so they measure other implementations as well as this one.
 // table and resync run nodes in this process, through package herd's
-// public API only. The modes live in load.go (with loadconn.go and
-// sched.go), prop.go, idle.go, echo.go, table.go and resync.go (with
-// linkbytes.go and runtime.go); this file holds the dispatcher and what
+// public API only; faults runs "herd serve" processes and reads their HTTP
+// endpoints. The modes live in load.go (with loadconn.go and sched.go),
+// prop.go, idle.go, echo.go, table.go, resync.go (with linkbytes.go and
+// runtime.go) and faults.go (with faultplan.go, faultrun.go and
+// herdproc.go); this file holds the dispatcher and what
 // they share: the latency histogram, percentiles and the formatting of
 // durations and client times.
 
@@ -37,7 +39,7 @@ const (
 )
 
 // Args is the synopsis of "herd bench", for its usage line.
-const Args = "load|prop|idle|echo|table|resync [flags]"
+const Args = "load|prop|idle|echo|table|resync|faults [flags]"
 
 // Summary is the one line "herd help" shows for bench.
 const Summary = "measure a herd: throughput, propagation, memory per connection"
@@ -59,7 +61,11 @@ const Help = "Measures any server that speaks the herd protocol, over plain TCP 
 	"      one node in this process: fill N clients, then repeat reports; RSS and heap per record, GC CPU\n" +
 	"  herd bench resync [-clients 1000000] [-changed 0.001,0.01,1]\n" +
 	"      two linked nodes in this process: bytes and time of a link-up after a restart from the state\n" +
-	"      file, with a fraction of the clients changed meanwhile, against a full push\n\n" +
+	"      file, with a fraction of the clients changed meanwhile, against a full push\n" +
+	"  herd bench faults [-herd PATH] [-port 12000] [-faults 4] [-seed S] [-pause 1s] [-state-dir DIR] [load flags]\n" +
+	"      five herd serve processes, the load of \"load\" at Hands while a seeded schedule SIGKILLs,\n" +
+	"      SIGSTOPs and SIGTERMs the others (then restarts or continues them); throughput, latency,\n" +
+	"      link drops and the time until every server holds the same records\n\n" +
 	"\"herd bench MODE -h\" lists a mode's flags. docs/performance.md has the figures and how to\n" +
 	"reproduce them."
 
@@ -95,6 +101,8 @@ var benchModes = []*benchMode{
 		"fill one in-process node with N clients; memory per record and collector CPU", tableFlags},
 	{"resync", "[-clients N] [-changed F,F,...] [-quiet D] [-json]",
 		"bytes and time of a link-up after a restart, with a fraction of the clients changed", resyncFlags},
+	{"faults", "[-herd PATH] [-preset YEAR] [-at NAME] [-port N] [-http-port N] [-dir DIR] [-state-dir DIR] [-seed S] [-faults N] [-pause D] [-kinds kill,stop,term] [-converge-timeout D] [load flags] [-json]",
+		"load at one herd serve process while a seeded schedule of faults hits the others; throughput and time to converge", faultsFlags},
 }
 
 // Run runs "herd bench" with args (the mode, then its flags) and returns
@@ -106,7 +114,7 @@ func Run(ctx context.Context, e Env, args []string) int {
 
 func run(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 {
-		return usageError(e, "want a mode: load, prop, idle, echo, table or resync")
+		return usageError(e, "want a mode: load, prop, idle, echo, table, resync or faults")
 	}
 	var m *benchMode
 	for _, bm := range benchModes {
@@ -115,7 +123,7 @@ func run(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if m == nil {
-		return usageError(e, "unknown mode %q (want load, prop, idle, echo, table or resync)", args[0])
+		return usageError(e, "unknown mode %q (want load, prop, idle, echo, table, resync or faults)", args[0])
 	}
 	mfs := flag.NewFlagSet("herd bench "+m.name, flag.ContinueOnError)
 	mfs.SetOutput(e.stderr)

@@ -318,6 +318,7 @@ func (h *herdProcs) stopAll() {
 		}
 	}
 	wg.Wait()
+	h.client.CloseIdleConnections()
 	h.closeLogs()
 }
 

@@ -32,9 +32,10 @@ type appliedFault struct {
 type faultRunner struct {
 	h      *herdProcs
 	say    func(format string, args ...any)
-	t0     time.Time     // the window's start; faults' times count from it
-	end    chan struct{} // closed when the load is over: recover every server at once, apply no more faults
-	bound  time.Duration // on a restarted server listening again
+	t0     time.Time       // the window's start; faults' times count from it
+	ctx    context.Context // start's: once it is done, stopped servers are continued but none is restarted
+	end    chan struct{}   // closed when the load is over: recover every server at once, apply no more faults
+	bound  time.Duration   // on a restarted server listening again
 	recov  sync.WaitGroup
 	mu     sync.Mutex
 	ended  bool          // finish was called
@@ -62,7 +63,7 @@ func (r *faultRunner) start(ctx context.Context, plan []fault) {
 	if r.ended || r.done != nil {
 		return
 	}
-	r.t0 = time.Now()
+	r.t0, r.ctx = time.Now(), ctx
 	r.done = make(chan struct{})
 	go func() {
 		defer close(r.done)
@@ -155,9 +156,12 @@ func (r *faultRunner) recover(a *appliedFault, s *herdProc) {
 		_, err = s.signal(syscall.SIGCONT)
 	default:
 		s.waitExit(termBound)
-		if err = r.h.start(s); err == nil {
+		if err = r.ctx.Err(); err == nil {
+			err = r.h.start(s)
+		}
+		if err == nil {
 			a.NewPid = s.pid()
-			err = r.h.waitListening(context.Background(), s, r.bound)
+			err = r.h.waitListening(r.ctx, s, r.bound)
 		}
 		how = fmt.Sprintf("restarted (pid %d)", a.NewPid)
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -242,45 +243,67 @@ func (s *herdProc) exitErr() error {
 	select {
 	case <-s.exited:
 		if s.waitErr == nil {
-			return fmt.Errorf("%s exited", s.name)
+			return fmt.Errorf("%s exited (see %s)", s.name, s.log.Name())
 		}
-		return fmt.Errorf("%s exited: %v", s.name, s.waitErr)
+		return fmt.Errorf("%s exited: %v (see %s)", s.name, s.waitErr, s.log.Name())
 	default:
 		return nil
 	}
 }
 
-// waitListening waits until s's port accepts a connection, s's process
-// exits, ctx ends or bound has passed.
+// waitListening waits until s's port accepts a connection, and fails if
+// s's process exits, ctx ends or bound passes first.
 func (h *herdProcs) waitListening(ctx context.Context, s *herdProc, bound time.Duration) error {
-	return h.poll(ctx, s, bound, func() bool {
-		c, err := net.DialTimeout("tcp", s.addr, statsTimeout)
-		if err != nil {
-			return false
+	return pollUntil(ctx, bound, func() (bool, error) {
+		if c, err := net.DialTimeout("tcp", s.addr, statsTimeout); err == nil {
+			c.Close()
+			return true, nil
 		}
-		c.Close()
-		return true
+		return false, s.exitErr()
+	}, func() error {
+		return fmt.Errorf("%s: not listening after %v (see %s)", s.name, bound, s.log.Name())
 	})
 }
 
-// waitLinked waits until s answers over HTTP with every link up.
-func (h *herdProcs) waitLinked(ctx context.Context, s *herdProc, bound time.Duration) error {
-	return h.poll(ctx, s, bound, func() bool {
-		st, err := h.stats(ctx, s)
-		return err == nil && st.LinksUp == int64(s.neighbours)
+// startAll starts every server and waits until each answers over HTTP
+// with all its links up. It fails as soon as one exits (a busy port), or
+// after bound, naming the servers not linked up.
+func (h *herdProcs) startAll(ctx context.Context, bound time.Duration) error {
+	for _, s := range h.servers {
+		if err := h.start(s); err != nil {
+			return err
+		}
+	}
+	var waiting []string
+	return pollUntil(ctx, bound, func() (bool, error) {
+		waiting = waiting[:0]
+		for _, s := range h.servers {
+			if err := s.exitErr(); err != nil {
+				return false, err
+			}
+			if st, err := h.stats(ctx, s); err != nil || st.LinksUp != int64(s.neighbours) {
+				waiting = append(waiting, s.name)
+			}
+		}
+		return len(waiting) == 0, nil
+	}, func() error {
+		return fmt.Errorf("not linked up after %v: %s (see the logs in %s)", bound, strings.Join(waiting, ", "), h.dir)
 	})
 }
 
-// poll calls ok every procPoll until it returns true, and fails if s's
-// process exits, ctx ends or bound passes first.
-func (h *herdProcs) poll(ctx context.Context, s *herdProc, bound time.Duration, ok func() bool) error {
+// pollUntil calls check every procPoll until it reports done or fails,
+// ctx ends, or bound passes (then it returns late's error).
+func pollUntil(ctx context.Context, bound time.Duration, check func() (bool, error), late func() error) error {
 	deadline := time.Now().Add(bound)
-	for !ok() {
-		if err := s.exitErr(); err != nil {
-			return fmt.Errorf("%v (see %s)", err, s.log.Name())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not ready after %v (see %s)", s.name, bound, s.log.Name())
+	for {
+		done, err := check()
+		switch {
+		case err != nil:
+			return err
+		case done:
+			return nil
+		case time.Now().After(deadline):
+			return late()
 		}
 		select {
 		case <-ctx.Done():
@@ -288,22 +311,6 @@ func (h *herdProcs) poll(ctx context.Context, s *herdProc, bound time.Duration, 
 		case <-time.After(procPoll):
 		}
 	}
-	return nil
-}
-
-// startAll starts every server and waits until each has all its links up.
-func (h *herdProcs) startAll(ctx context.Context, bound time.Duration) error {
-	for _, s := range h.servers {
-		if err := h.start(s); err != nil {
-			return err
-		}
-	}
-	for _, s := range h.servers {
-		if err := h.waitLinked(ctx, s, bound); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // stopAll ends every process (SIGCONT, then SIGTERM; SIGKILL after

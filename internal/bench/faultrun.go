@@ -45,6 +45,8 @@ type faultRunner struct {
 	faults []*appliedFault
 }
 
+// newFaultRunner returns a runner for h that waits up to bound for a
+// restarted server to listen and reports through say.
 func newFaultRunner(h *herdProcs, bound time.Duration, say func(string, ...any)) *faultRunner {
 	return &faultRunner{h: h, say: say, bound: bound, end: make(chan struct{}),
 		out: map[string]bool{}, back: make(chan struct{}, 1)}

@@ -82,6 +82,8 @@ type faultsServerReport struct {
 	StatsErr string `json:"stats_error,omitempty"`
 }
 
+// faultsFlags declares the flags of faults: the load's, and those of the
+// herd and its faults.
 func faultsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 	var o loadOptions
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `window`, during which the faults happen")
@@ -282,6 +284,7 @@ func runFaults(ctx context.Context, o loadOptions, fo faultsOptions, progress io
 // plan: about what a restarted herd serve takes to listen.
 const faultMargin = 200 * time.Millisecond
 
+// serverNames returns the names of h's servers, in the preset's order.
 func serverNames(h *herdProcs) []string {
 	var names []string
 	for _, s := range h.servers {

@@ -155,6 +155,7 @@ func (h *herdProcs) server(name string) *herdProc {
 	return nil
 }
 
+// closeLogs closes the servers' log files.
 func (h *herdProcs) closeLogs() {
 	for _, s := range h.servers {
 		s.log.Close()

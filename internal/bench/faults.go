@@ -149,10 +149,13 @@ func faultsFlags(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			}
 		}
 		if fo.dir == "" {
-			if fo.dir, err = os.MkdirTemp("", "herd-faults-"); err != nil {
-				fmt.Fprintf(e.stderr, "herd bench faults: %v\n", err)
-				return exitFailure
-			}
+			fo.dir, err = os.MkdirTemp("", "herd-faults-")
+		} else {
+			err = os.MkdirAll(fo.dir, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "herd bench faults: %v\n", err)
+			return exitFailure
 		}
 		if o.expect == "auto" {
 			o.expect = "at"

@@ -164,11 +164,6 @@ func (n *Node) acceptPeer(s *session, hello []byte) string {
 		return "handshake: " + err.Error()
 	}
 	stop()
-	if dialer > n.cfg.Name {
-		// A knock: the neighbour has just started. Whatever link this
-		// side had to it is stale; redial it now.
-		n.kick(dialer)
-	}
 	return n.runLink(s, dialer, false)
 }
 
@@ -248,9 +243,15 @@ func (n *Node) dialPeer(s *session, p Peer, rng *mrand.ChaCha8) (bool, error) {
 }
 
 // dialLoop keeps a link to p up until the node closes, redialing with
-// capped, jittered exponential backoff. A link that was up resets the
-// backoff, and a kick (the neighbour knocked: it has just started) ends a
-// wait at once.
+// capped, jittered exponential backoff; a link that was up resets the
+// backoff. A link that p dialed (a knock: p has just started) is kept:
+// while it is up the loop dials nothing, since a second link would only
+// replace the first, and once it drops the loop redials after RedialMin.
+//
+// The loop decides to dial only when a timer fires and no link to p is
+// up. A kick (see kick) only restarts the wait with the backoff reset, so
+// what the loop does never depends on whether a kick arrived just before
+// or just after it began to wait: simulations stay deterministic.
 func (n *Node) dialLoop(p Peer) {
 	backoff := n.cfg.RedialMin
 	rng := n.stream("dial/" + p.Name)
@@ -262,18 +263,36 @@ func (n *Node) dialLoop(p Peer) {
 		// Jitter in [backoff/2, backoff] keeps a restarted herd from
 		// redialing in lockstep.
 		half := backoff / 2
-		d := half + time.Duration(rng.Uint64()%uint64(half+1))
-		timer := make(chan struct{})
-		t := n.clock.AfterFunc(d, func() { close(timer) })
-		select {
-		case <-timer:
-			backoff = min(2*backoff, n.cfg.RedialMax)
-		case <-kick:
-			t.Stop()
-			backoff = n.cfg.RedialMin
-		case <-n.ctx.Done():
-			t.Stop()
-			return
+		wait := half + time.Duration(rng.Uint64()%uint64(half+1))
+		for {
+			var timer chan struct{} // nil while p's link is up: never fires
+			var t Timer
+			if wait > 0 {
+				timer = make(chan struct{})
+				t = n.clock.AfterFunc(wait, func() { close(timer) })
+			}
+			select {
+			case <-timer:
+			case <-kick:
+				// No random draw here: kicks that arrive together, or
+				// just before or after the wait began, all come to the
+				// same timer.
+				if t != nil {
+					t.Stop()
+				}
+				backoff, wait = n.cfg.RedialMin, n.cfg.RedialMin
+				continue
+			case <-n.ctx.Done():
+				if t != nil {
+					t.Stop()
+				}
+				return
+			}
+			if !n.linkUp(p.Name) {
+				backoff = min(2*backoff, n.cfg.RedialMax)
+				break
+			}
+			wait = 0
 		}
 	}
 }
@@ -281,15 +300,16 @@ func (n *Node) dialLoop(p Peer) {
 // knock dials p once when the node starts, although p, whose name sorts
 // first, is the one that keeps the link up: p may hold a link to this
 // server's previous run that it has not yet found dead, or be waiting out
-// a long backoff. The knock's link replaces the stale one at once and
-// makes p redial (see kick), so a restarted server is linked within a
-// round trip whichever side restarted; p's own link then replaces the
-// knock's.
+// a long backoff. The knock's link replaces the stale one at once, so a
+// restarted server is linked within a round trip whichever side
+// restarted; p keeps the knock's link and dials again only once it drops
+// (see dialLoop).
 func (n *Node) knock(p Peer) {
 	n.dialOnce(p, n.stream("knock/"+p.Name), 0)
 }
 
-// kick ends the backoff wait of the dial loop for peer, if it has one.
+// kick tells the dial loop for peer, if this node has one, that a link
+// to peer that peer dialed came up or went down (see dialLoop).
 func (n *Node) kick(peer string) {
 	select {
 	case n.kicks[peer] <- struct{}{}:
@@ -569,6 +589,12 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 		return "no free link slot"
 	}
 	n.observeLink(l, true)
+	if !dialer {
+		// Possibly a knock (the neighbour has just started): the link
+		// replaced any stale one, and the dial loop, if this side keeps
+		// the link up, must not dial another while it lasts (see dialLoop).
+		n.kick(peer)
+	}
 	clients := n.table.len()
 	if dialer {
 		n.queueSync(l, appendSum(nil, 1, 0, n.childPrints(0, 0)))
@@ -591,6 +617,9 @@ func (n *Node) runLink(s *session, peer string, dialer bool) string {
 	if i, found := slices.BinarySearchFunc(n.links, peer, func(l *link, p string) int { return strings.Compare(l.peer, p) }); found && n.links[i] == l {
 		n.links = slices.Delete(n.links, i, i+1)
 		n.notifyLocked()
+		if !dialer {
+			n.kick(peer) // a dial loop waiting out a knock's link redials soon
+		}
 	}
 	l.pushes, l.pending = nil, nil
 	n.writerIdle(l) // a link gone owes nothing: Close's drain need not wait for it

@@ -304,9 +304,28 @@ func (n *Node) dialLoop(p Peer) {
 // restarted server is linked within a round trip whichever side
 // restarted; p keeps the knock's link and dials again only once it drops
 // (see dialLoop).
+//
+// The knock waits knockDelay first, and is not made if p's link is up by
+// then: when a whole herd starts together, p dials at once, and a knock
+// at the same moment would only cross p's link, one replacing the other.
 func (n *Node) knock(p Peer) {
-	n.dialOnce(p, n.stream("knock/"+p.Name), 0)
+	ready := make(chan struct{})
+	t := n.clock.AfterFunc(knockDelay, func() { close(ready) })
+	select {
+	case <-ready:
+	case <-n.ctx.Done():
+		t.Stop()
+		return
+	}
+	if !n.linkUp(p.Name) {
+		n.dialOnce(p, n.stream("knock/"+p.Name), 0)
+	}
 }
+
+// knockDelay is how long a starting server leaves its neighbours to dial
+// it before it knocks: longer than a handshake on a LAN, and short enough
+// that a restarted server is linked well within 100 ms.
+const knockDelay = 20 * time.Millisecond
 
 // kick tells the dial loop for peer, if this node has one, that a link
 // to peer that peer dialed came up or went down (see dialLoop).

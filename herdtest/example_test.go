@@ -19,6 +19,7 @@ func flood(t *testing.T, w io.Writer) {
 			t.Fatal("links did not come up")
 		}
 		fmt.Fprint(w, c.IAMAT("Goloman", "kiwi.cs.ucla.edu", "+34.068930-118.445127", "1520023934.918963997"))
+		c.Quiesce(time.Minute) // the report reaches every server
 
 		c.Partition("Welsh") // Welsh is cut off from the rest of the herd
 		c.Crash("Hands")     // and Hands loses its table

@@ -1017,7 +1017,7 @@ func BenchmarkTableMemory(b *testing.B) {
 }
 
 // BenchmarkSnapshotBody measures what a compaction reads from the table:
-// every line of a million records, in chunks as snapshotBody takes them.
+// every line of a million records, in chunks as writeSnapshotBody takes them.
 func BenchmarkSnapshotBody(b *testing.B) {
 	const clients = 1 << 20
 	tab := newTable(hashKey{5, 6})

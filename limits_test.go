@@ -186,7 +186,7 @@ func TestCorruptStateFileIsNotTrusted(t *testing.T) {
 		"flipped byte": append(append([]byte(nil), valid[:len(valid)-5]...), 'X', '9', '9', '7', '\n'),
 		"bad header":   []byte("herd-state 9 1 00\n" + kiwiAT + "\n"),
 		"empty":        {},
-		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 2 1 ", "herd-state 2 2 ", 1)),
+		"wrong count":  []byte(strings.Replace(string(valid), "herd-state 2 00000000000000000001 ", "herd-state 2 00000000000000000002 ", 1)),
 		// One digit of the latitude: the record still parses, so only
 		// the checksum can tell.
 		"coordinate digit": []byte(strings.Replace(string(valid), "+34.068930", "+34.068931", 1)),

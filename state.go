@@ -6,6 +6,10 @@ package herd
 //	herd-state 2 <records> <sha256 of the body, hex> <log segment>\n
 //	<AT line>\n ... (the body: every record, in any order)
 //
+// with both numbers zero-padded to 20 digits when this package writes
+// them (readers take any decimal), so that a snapshot can be streamed to
+// its file and its header rewritten in place at the end.
+//
 // where <log segment> is the number of the first log segment the snapshot
 // does not cover: segments numbered below it are folded in and may be
 // deleted. It is written to a temporary file in the same directory,
@@ -43,14 +47,16 @@ func encodeState(recs []Record, seq uint64) []byte {
 	for _, r := range recs {
 		body = append(append(body, r.Line...), '\n')
 	}
-	return append(stateHeader(body, len(recs), seq), body...)
+	return append(stateHeader(sha256.Sum256(body), len(recs), seq), body...)
 }
 
-// stateHeader returns the header line of a snapshot whose body holds
-// count records and covers the log segments numbered below seq.
-func stateHeader(body []byte, count int, seq uint64) []byte {
-	sum := sha256.Sum256(body)
-	return fmt.Appendf(nil, "%s %s %d %s %d\n", stateMagic, stateVersion, count, hex.EncodeToString(sum[:]), seq)
+// stateHeader returns the header line of a snapshot whose body, with
+// checksum sum, holds count records and covers the log segments numbered
+// below seq. The numbers are zero-padded to a fixed width (readers parse
+// them as numbers all the same), so a snapshot written as a stream can
+// hold a placeholder header of the same length and rewrite it at the end.
+func stateHeader(sum [sha256.Size]byte, count int, seq uint64) []byte {
+	return fmt.Appendf(nil, "%s %s %020d %s %020d\n", stateMagic, stateVersion, count, hex.EncodeToString(sum[:]), seq)
 }
 
 // decodeState parses a snapshot, refusing anything that does not check
@@ -107,22 +113,20 @@ func decodeState(data []byte) ([]Record, uint64, error) {
 // files (then random digits); removeTemps relies on it.
 const tempSuffix = ".tmp"
 
-// writeFileAtomic replaces path with the parts of data, one after the
-// other: temporary file in the same directory, fsync, rename, fsync of
-// the directory. beforeRename, if not nil, is called once the temporary
-// file is synced (a test's hook).
-func writeFileAtomic(path string, data [][]byte, beforeRename func()) error {
+// writeFileAtomic replaces path with what write writes to a temporary
+// file in the same directory, then fsync, rename, fsync of the directory.
+// beforeRename, if not nil, is called once the temporary file is synced
+// (a test's hook).
+func writeFileAtomic(path string, write func(*os.File) error, beforeRename func()) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+tempSuffix+"*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	for _, part := range data {
-		if _, err := tmp.Write(part); err != nil {
-			tmp.Close()
-			return err
-		}
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

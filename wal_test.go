@@ -2,6 +2,7 @@ package herd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -724,7 +725,7 @@ func TestStateFileVersion1(t *testing.T) {
 	c.line()
 	n.Close()
 	data, _ := os.ReadFile(path)
-	if !strings.HasPrefix(string(data), "herd-state 2 2 ") {
+	if !strings.HasPrefix(string(data), "herd-state 2 00000000000000000002 ") {
 		t.Errorf("after Close: %q", data)
 	}
 }
@@ -798,7 +799,7 @@ func TestAckConfig(t *testing.T) {
 	}
 }
 
-// TestSnapshotBodyHoldsEveryRecord checks the snapshot a compaction writes:
+// TestSnapshotBodyHoldsEveryRecord checks the body a compaction writes:
 // every record's line once, in the index's order, which decodes to the
 // node's records.
 func TestSnapshotBodyHoldsEveryRecord(t *testing.T) {
@@ -812,11 +813,15 @@ func TestSnapshotBodyHoldsEveryRecord(t *testing.T) {
 	for range 3000 {
 		c.line()
 	}
-	body, count := n.snapshotBody()
-	if count != 3000 || strings.Count(string(body), "\n") != 3000 {
-		t.Fatalf("snapshotBody: %d records, %d lines, want 3000", count, strings.Count(string(body), "\n"))
+	var body bytes.Buffer
+	count, sum, err := n.writeSnapshotBody(&body)
+	if err != nil || count != 3000 || strings.Count(body.String(), "\n") != 3000 {
+		t.Fatalf("writeSnapshotBody: %d records, %d lines, %v; want 3000", count, strings.Count(body.String(), "\n"), err)
 	}
-	recs, seq, err := decodeState(append(stateHeader(body, count, 9), body...))
+	if sum != sha256.Sum256(body.Bytes()) {
+		t.Fatal("writeSnapshotBody: the checksum is not the body's")
+	}
+	recs, seq, err := decodeState(append(stateHeader(sum, count, 9), body.Bytes()...))
 	if err != nil || seq != 9 {
 		t.Fatalf("decodeState: seq %d, %v", seq, err)
 	}

@@ -248,7 +248,7 @@ func readState(t *testing.T, base string) (recs map[string]string, segments int)
 			keepNewer(recs, at[3], strings.TrimSuffix(line, "\n"))
 			count++
 		}
-		if strconv.Itoa(count) != f[2] {
+		if n, err := strconv.Atoi(f[2]); err != nil || n != count {
 			t.Fatalf("snapshot %s: header says %s records, body has %d", base, f[2], count)
 		}
 	}

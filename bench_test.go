@@ -23,6 +23,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,11 @@ func benchRecord(tb testing.TB, server, line string, recv time.Time) Record {
 		tb.Fatalf("bad IAMAT %q", line)
 	}
 	return newRecord(string(appendAT(nil, server, recv, &m)), server, &m)
+}
+
+// clientRecord is benchIAMAT's record for client i ("client-i").
+func clientRecord(tb testing.TB, i int, recv time.Time) Record {
+	return benchRecord(tb, "Goloman", strings.Replace(benchIAMAT, "kiwi.cs.ucla.edu", "client-"+strconv.Itoa(i), 1), recv)
 }
 
 // --- Parsing and formatting -------------------------------------------
@@ -168,6 +174,10 @@ func (r *benchRepeatReader) Read(p []byte) (int, error) {
 // BenchmarkTableOffer offers records to the bare table (no lock, no
 // fan-out): a new client each time, a newer report of a known client (in
 // tables of one and of 100,000 clients), and a stale report.
+//
+// Each client's record comes from its own IAMAT: the table files a
+// record under the client its AT line names, so a Record whose Client
+// field alone was changed would be a new client at every offer.
 func BenchmarkTableOffer(b *testing.B) {
 	recv := time.Unix(1520023935, 182837383)
 	base := benchRecord(b, "Goloman", benchIAMAT, recv)
@@ -176,8 +186,7 @@ func BenchmarkTableOffer(b *testing.B) {
 		const pool = 1 << 16
 		recs := make([]Record, pool)
 		for i := range recs {
-			recs[i] = base
-			recs[i].Client = "client-" + strconv.Itoa(i)
+			recs[i] = clientRecord(b, i, recv)
 		}
 		t := newTable(hashKey{})
 		i := 0
@@ -200,8 +209,7 @@ func BenchmarkTableOffer(b *testing.B) {
 			t := newTable(hashKey{})
 			recs := make([]Record, clients)
 			for i := range recs {
-				recs[i] = base
-				recs[i].Client = "client-" + strconv.Itoa(i)
+				recs[i] = clientRecord(b, i, recv)
 				t.offer(&recs[i], DefaultMaxClients)
 			}
 			i := 0

@@ -20,6 +20,7 @@ package herd
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -95,14 +96,7 @@ func lookup[T ~string | ~[]byte](t *table, h uint64, client T) (pos, bool) {
 }
 
 // bitsOf returns log2 of a power of two.
-func bitsOf(n int) int {
-	b := 0
-	for n > 1 {
-		n >>= 1
-		b++
-	}
-	return b
-}
+func bitsOf(n int) int { return bits.Len(uint(n)) - 1 }
 
 // atClient returns the client ID of a stored AT line: its fourth field.
 // Stored lines have single-space separators (parseATFields checks).
@@ -269,24 +263,31 @@ func (t *table) find(client []byte) (pos, bool) {
 // It compares hashes only, the client's and the line's, so that the
 // common duplicate costs no visit to the arena: a record is taken for a
 // duplicate only if both 64-bit hashes collide.
+//
+// If another client with the same hash comes first in the probe run,
+// holds answers false, which only sends the line the long way, through
+// offer, which compares client IDs.
 func (t *table) holds(client, line []byte) bool {
-	h := t.clientHash(client)
+	s := t.slotWithHash(t.clientHash(client))
+	return s != nil && s.item == hashBytes(t.key, line)
+}
+
+// slotWithHash returns the first slot in h's probe run whose client hash
+// is h, or nil: the client's slot, unless another client with the same
+// hash comes first. Stopping there spares a new record of a stored client
+// the walk to the end of the run.
+func (t *table) slotWithHash(h uint64) *slot {
 	sh := &t.shards[shardOf(h)]
 	if sh.slots == nil {
-		return false
+		return nil
 	}
-	item := hashBytes(t.key, line)
 	mask := len(sh.slots) - 1
 	for i := home(h, bitsOf(len(sh.slots))); sh.slots[i].hash != 0; i = (i + 1) & mask {
-		if s := &sh.slots[i]; s.hash == h {
-			// The client's slot, unless another client has the same hash:
-			// then false only sends the line the long way, through offer,
-			// which compares client IDs. Stopping here spares a new
-			// record the walk to the end of the probe run.
-			return s.item == item
+		if sh.slots[i].hash == h {
+			return &sh.slots[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // recordAt returns the record at p as a Record (which copies its line).

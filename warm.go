@@ -3,10 +3,7 @@ package herd
 // warm.go: fetching what a batch of lines will look up before any of it
 // is needed. It is pure, like flood.go: the node holds its lock around it.
 
-import (
-	"bytes"
-	"math/bits"
-)
+import "bytes"
 
 const (
 	// warmBatch is how many lines one warm call looks ahead: about as
@@ -57,23 +54,15 @@ func (t *table) warm(buf []byte, f int) int {
 	leaves := t.sum.fp[topLevel]
 	for _, h := range hs[:n] {
 		if sh := &t.shards[shardOf(h)]; sh.slots != nil {
-			sink += sh.slots[home(h, bits.Len(uint(len(sh.slots)))-1)].hash
+			sink += sh.slots[home(h, bitsOf(len(sh.slots)))].hash
 		}
 		if leaves != nil {
 			sink += leaves[leafOf(h)].sum
 		}
 	}
 	for _, h := range hs[:n] {
-		sh := &t.shards[shardOf(h)]
-		if sh.slots == nil {
-			continue
-		}
-		mask := len(sh.slots) - 1
-		for i := home(h, bits.Len(uint(len(sh.slots)))-1); sh.slots[i].hash != 0; i = (i + 1) & mask {
-			if s := &sh.slots[i]; s.hash == h {
-				sink += uint64(t.arena.line(s.rec)[0])
-				break
-			}
+		if s := t.slotWithHash(h); s != nil {
+			sink += uint64(t.arena.line(s.rec)[0])
 		}
 	}
 	t.warmSink = sink

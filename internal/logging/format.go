@@ -128,23 +128,29 @@ func appendTextString(b []byte, s string) []byte {
 	case needsStrconv(s, m):
 		return strconv.AppendQuote(b, s)
 	case s == "" || m&byteQuote != 0:
-		b = append(b, '"')
-		if m&byteEscape == 0 {
-			b = append(b, s...)
-			return append(b, '"')
-		}
-		start := 0
-		for i := 0; i < len(s); i++ {
-			if c := s[i]; c == '"' || c == '\\' {
-				b = append(b, s[start:i]...)
-				b = append(b, '\\', c)
-				start = i + 1
-			}
-		}
-		b = append(b, s[start:]...)
-		return append(b, '"')
+		return appendQuoted(b, s, m&byteEscape != 0)
 	}
 	return append(b, s...)
+}
+
+// appendQuoted appends s in double quotes, with '"' and '\\' escaped by a
+// backslash when escape is set (else s holds neither).
+func appendQuoted[T ~string | ~[]byte](b []byte, s T, escape bool) []byte {
+	b = append(b, '"')
+	if !escape {
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // appendMessage appends a text line's message: as it is, spaces
@@ -168,21 +174,7 @@ func appendTextBytes(b, s []byte) []byte {
 	if len(s) > 0 && m&byteQuote == 0 {
 		return append(b, s...)
 	}
-	b = append(b, '"')
-	if m&byteEscape == 0 {
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', c)
-			start = i + 1
-		}
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return appendQuoted(b, s, m&byteEscape != 0)
 }
 
 // appendJSONBytes is appendJSONString for a line's bytes, without
@@ -191,17 +183,7 @@ func appendJSONBytes(b, s []byte) []byte {
 	if classOf(s)&(byteComplex|byteNonASCII) != 0 {
 		return appendJSONString(b, string(s))
 	}
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', c)
-			start = i + 1
-		}
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return appendQuoted(b, s, true)
 }
 
 // appendTextAttr appends " key=value" for a, with the groups' prefix on
